@@ -1,0 +1,1 @@
+"""Revisioned key-value stores with etcd semantics (see `store.py`)."""
