@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nanokube.api.errors import Cause
+from nanokube.api.meta import age
 
 Obj = dict[str, Any]
 
@@ -62,8 +63,8 @@ def _no_update_causes(new: Obj, old: Obj) -> list[Cause]:
     return []
 
 
-def _name_and_age_row(obj: Obj) -> list[Any]:
-    return []
+def _age_row(obj: Obj) -> list[Any]:
+    return [age(obj.get("metadata", {}).get("creationTimestamp"))]
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ class Kind:
     create after status is reset (e.g. a pod starts in phase Pending).
     `validate` returns the semantic causes beyond the JSON schema, and
     `validate_update` those of an update (immutable fields). `row` returns the
-    table cells after NAME for `columns` (NAME is added by the server, AGE is
-    computed where a column is named "Age").
+    table cells for `columns` (every column after NAME, which the server adds;
+    an "Age" cell is `meta.age(creationTimestamp)`, as upstream's printers give).
     """
 
     group: str
@@ -100,7 +101,7 @@ class Kind:
     validate: Callable[[Obj], list[Cause]] = _no_causes
     validate_update: Callable[[Obj, Obj], list[Cause]] = _no_update_causes
     columns: tuple[Column, ...] = (Column("Age", "string"),)
-    row: Callable[[Obj], list[Any]] = _name_and_age_row
+    row: Callable[[Obj], list[Any]] = _age_row
     # Field-selector fields beyond metadata.name and metadata.namespace.
     field_selectors: dict[str, Callable[[Obj], str]] = field(default_factory=dict)
     scale: Scale | None = None

@@ -1,0 +1,5 @@
+"""Placeholder: declarations arrive with the resources work."""
+
+from nanokube.api.kinds import Kind
+
+KINDS: tuple[Kind, ...] = ()
