@@ -96,6 +96,13 @@ class Kind:
     # keep the stored status, `/status` updates keep everything else, and
     # `metadata.generation` counts spec changes.
     has_status: bool = False
+    # Nodes may be created with their status (the kubelet registers a node with
+    # its capacity); every other kind with a status starts with an empty one.
+    status_on_create: bool = False
+    # Pods bound to a node are deleted gracefully: the delete only marks them
+    # (deletionTimestamp + grace period) and the node's kubelet removes them
+    # once their containers have stopped.
+    graceful_deletion: bool = False
     defaults: Callable[[Obj], None] = _no_defaults
     prepare_create: Callable[[Obj], None] = _no_defaults
     validate: Callable[[Obj], list[Cause]] = _no_causes
