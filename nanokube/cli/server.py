@@ -1,0 +1,175 @@
+"""`nanokube server`: the wiring of one control-plane process.
+
+Start-up, in order:
+
+1. certificates under `DATA_DIR/tls/` (created once, reused after: `certs`)
+2. the admin kubeconfig, at `--write-kubeconfig` and `DATA_DIR/kubeconfig.yaml`
+3. the store (`DATA_DIR/db/state.db` for sqlite, or memory)
+4. the API server, until `stop` is set
+
+and on the way out the store is closed. Everything runs in one asyncio loop
+(uvloop). Heavy modules (aiohttp, cryptography, the store backends) are
+imported here, inside functions, so `nanokube kubectl` and `--help` stay
+instant and the server's start-up pays only for what it uses.
+
+Signals: the first SIGTERM or SIGINT sets the stop event and the server shuts
+down cleanly (exit 0); a second one during shutdown exits at once (exit 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nanokube.cli import kubeconfig
+
+if TYPE_CHECKING:
+    from nanokube.cli.certs import ClusterTLS
+    from nanokube.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path("/var/lib/nanokube")
+DATASTORES = ("sqlite", "memory")
+
+
+@dataclass
+class ServerOptions:
+    """The flags of `nanokube server` (see `main.py` for their help texts)."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    write_kubeconfig: Path = kubeconfig.DEFAULT_PATH
+    disable_agent: bool = False
+    datastore: str = "sqlite"
+    simulated_nodes: int = 0
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "db" / "state.db"
+
+    @property
+    def kubeconfig_paths(self) -> list[Path]:
+        """Where the admin kubeconfig goes: the flag's path, and always the data dir."""
+        own = self.data_dir / "kubeconfig.yaml"
+        paths = [Path(self.write_kubeconfig)] if self.write_kubeconfig else []
+        if own.resolve() not in [p.resolve() for p in paths]:
+            paths.append(own)
+        return paths
+
+    @property
+    def url(self) -> str:
+        return kubeconfig.server_url(self.bind_address, self.port)
+
+
+def prepare(options: ServerOptions) -> ClusterTLS:
+    """Create (or reuse) the certificates and write the admin kubeconfig."""
+    from nanokube.cli import certs
+
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    tls = certs.ensure_cluster_tls(options.tls_dir, certs.serving_sans(options.bind_address))
+    admin_cert, admin_key = tls.admin
+    kubeconfig.write(
+        options.kubeconfig_paths,
+        options.url,
+        tls.server_ca[0].read_bytes(),
+        admin_cert.read_bytes(),
+        admin_key.read_bytes(),
+    )
+    return tls
+
+
+def open_store(options: ServerOptions) -> Store:
+    """The backend `--datastore` names."""
+    if options.datastore == "memory":
+        from nanokube.storage.memory import MemoryStore
+
+        return MemoryStore()
+    if options.datastore == "sqlite":
+        from nanokube.storage.sqlite import SqliteStore
+
+        options.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return SqliteStore(str(options.db_path))
+    raise ValueError(f"unknown datastore {options.datastore!r} (one of {', '.join(DATASTORES)})")
+
+
+async def run_server(
+    options: ServerOptions, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    """Run the control plane until `stop` is set; `ready` is set once the API serves."""
+    from nanokube.apiserver.server import APIServerConfig, run_apiserver
+
+    tls = prepare(options)
+    if options.simulated_nodes:
+        log.warning(
+            "--simulated-nodes is accepted but not wired yet nodes=%d", options.simulated_nodes
+        )
+    store = open_store(options)
+    try:
+        config = APIServerConfig(
+            store=store,
+            bind_address=options.bind_address,
+            port=options.port,
+            cert_file=str(tls.serving[0]),
+            key_file=str(tls.serving[1]),
+            client_ca_file=str(tls.client_ca[0]),
+        )
+        await run_apiserver(config, stop, ready)
+    finally:
+        await store.close()
+
+
+def serve(options: ServerOptions) -> int:
+    """Run `nanokube server` in the foreground under uvloop; the process exit code."""
+    import uvloop
+
+    return uvloop.run(_serve(options))
+
+
+async def _serve(options: ServerOptions) -> int:
+    started = time.perf_counter()
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s during shutdown: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s received: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    async def announce() -> None:
+        await ready.wait()
+        log.info(
+            "nanokube server ready url=%s kubeconfig=%s datastore=%s startup=%.0fms",
+            options.url,
+            options.kubeconfig_paths[0],
+            options.datastore,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await run_server(options, stop, ready)
+    except OSError as e:
+        log.error("server failed: %s", e)
+        return 1
+    finally:
+        announcer.cancel()
+    log.info("nanokube server stopped")
+    return 0
