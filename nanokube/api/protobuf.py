@@ -21,8 +21,8 @@ The rule that reproduces Go's `encoding/json` output:
 - non-pointer structs are always rendered (Go's `omitempty` never drops a struct), and
   embedded `json:",inline"` structs are flattened into their parent;
 - custom-marshalled types: Time (`2024-01-02T03:04:05Z`, zero → null), MicroTime,
-  Duration (Go's `1h0m0s`), Quantity, IntOrString, RawExtension and FieldsV1 (raw JSON or
-  a nested `k8s\\0` body).
+  Quantity, IntOrString, RawExtension and FieldsV1 (raw JSON or a nested `k8s\\0` body).
+  (metav1.Duration is used by no API message, so it has no special case.)
 
 Unknown fields are dropped silently, as upstream does for protobuf. Anything malformed
 raises `BadRequest`.
@@ -34,7 +34,6 @@ import base64
 import datetime
 import functools
 import logging
-import struct
 from importlib import resources
 from typing import Any
 
@@ -58,8 +57,6 @@ _ZERO: dict[str, Any] = {
     "int64": 0,
     "uint32": 0,
     "uint64": 0,
-    "double": 0.0,
-    "float": 0.0,
 }
 _EPOCH = datetime.datetime(1970, 1, 1)
 _MISSING = object()
@@ -206,10 +203,6 @@ def _scalar(ftype: str, wt: int, val: Any, buf: bytes) -> Any:
             val &= 0xFFFFFFFF
             return val - (1 << 32) if val >= 1 << 31 else val
         return val & 0xFFFFFFFF if ftype == "uint32" else val & 0xFFFFFFFFFFFFFFFF
-    if ftype == "double" or ftype == "float":
-        if wt != (1 if ftype == "double" else 5):
-            raise BadRequest(f"protobuf: wire type {wt} for {ftype}")
-        return struct.unpack("<d" if ftype == "double" else "<f", val)[0]
     if wt != 2:
         raise BadRequest(f"protobuf: wire type {wt} for {ftype}")
     if ftype == "string":
@@ -222,18 +215,12 @@ def _scalar(ftype: str, wt: int, val: Any, buf: bytes) -> Any:
 
 
 def _packed(ftype: str, buf: bytes, start: int, end: int) -> list[Any]:
-    """A packed repeated numeric field: back-to-back varints or fixed-width values."""
-    if ftype in _VARINT_TYPES:
-        out = []
-        while start < end:
-            v, start = _varint(buf, start, end)
-            out.append(_scalar(ftype, 0, v, buf))
-        return out
-    width = 8 if ftype == "double" else 4
-    if (end - start) % width:
-        raise BadRequest(f"protobuf: packed {ftype} of odd length")
-    wt = 1 if width == 8 else 5
-    return [_scalar(ftype, wt, buf[i : i + width], buf) for i in range(start, end, width)]
+    """A packed repeated integer field: back-to-back varints (gogo writes them unpacked)."""
+    out = []
+    while start < end:
+        v, start = _varint(buf, start, end)
+        out.append(_scalar(ftype, 0, v, buf))
+    return out
 
 
 def _map_entry(field: _Field, buf: bytes, start: int, end: int) -> tuple[Any, Any]:
@@ -280,7 +267,7 @@ def _message(fqn: str, buf: bytes, start: int, end: int) -> Any:
             values.setdefault(num, {})[key] = value
         elif field.repeated:
             items = values.setdefault(num, [])
-            if wt == 2 and (field.type in _VARINT_TYPES or field.type in ("double", "float")):
+            if wt == 2 and field.type in _VARINT_TYPES:
                 items.extend(_packed(field.type, buf, val[0], val[1]))
             else:
                 items.append(_scalar(field.type, wt, val, buf))
@@ -364,31 +351,6 @@ def _format_time(seconds: int, fmt: str) -> str:
         raise BadRequest(f"protobuf: time {seconds}s is out of range") from e
 
 
-def _duration(buf: bytes, start: int, end: int) -> str:
-    """metav1.Duration {1 nanoseconds} rendered as Go's `time.Duration.String()`."""
-    ns = _fields_of(buf, start, end, {1: "int64"}).get(1, 0)
-    sign, u = ("-", -ns) if ns < 0 else ("", ns)
-    if u == 0:
-        return "0s"
-    if u < 1_000_000_000:
-        for unit, scale in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if u >= scale:
-                return sign + _decimal(u, scale) + unit
-    hours, rest = divmod(u, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    text = f"{hours}h" if hours else ""
-    text += f"{minutes}m" if hours or minutes else ""
-    return sign + text + _decimal(rest, 1_000_000_000) + "s"
-
-
-def _decimal(value: int, scale: int) -> str:
-    whole, frac = divmod(value, scale)
-    if not frac:
-        return str(whole)
-    digits = len(str(scale)) - 1
-    return f"{whole}." + f"{frac:0{digits}d}".rstrip("0")
-
-
 def _quantity(buf: bytes, start: int, end: int) -> str:
     return _fields_of(buf, start, end, {1: "string"}).get(1) or "0"
 
@@ -414,7 +376,6 @@ def _raw_json(buf: bytes, start: int, end: int) -> Any:
 _SPECIAL = {
     f"{_META}.Time": _time,
     f"{_META}.MicroTime": _micro_time,
-    f"{_META}.Duration": _duration,
     f"{_META}.FieldsV1": _raw_json,
     "k8s.io.apimachinery.pkg.runtime.RawExtension": _raw_json,
     "k8s.io.apimachinery.pkg.api.resource.Quantity": _quantity,
