@@ -1,0 +1,91 @@
+"""Request bodies in and responses out: JSON, YAML and protobuf in, JSON out.
+
+kubectl sends JSON for most commands, YAML from some clients, and protobuf for
+`kubectl create <generator>` (KUBECTL-WIRE.md §2); a missing Content-Type means
+JSON. Replies are always JSON, which every client accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from nanokube.api import errors, protobuf
+
+try:
+    _YamlLoader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _YamlLoader = yaml.SafeLoader
+
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+JSON_CT = "application/json"
+
+PATCH_TYPES = frozenset(
+    {
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+    }
+)
+
+
+def media_type(request: web.Request) -> str:
+    ct = request.headers.get("Content-Type", "")
+    return ct.split(";", 1)[0].strip().lower() or JSON_CT
+
+
+def decode_body(raw: bytes, content_type: str) -> Any:
+    """Parse a request body; malformed input is a 400 that names the problem."""
+    if content_type == PROTOBUF:
+        return protobuf.decode(raw)
+    if not raw.strip():
+        raise errors.BadRequest("the body of the request was empty")
+    if content_type in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
+        return _load_yaml(raw)
+    if content_type.endswith("json") or content_type == "*/*":
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            if content_type == JSON_CT:
+                # YAML is a superset; upstream's JSON decoder also accepts it.
+                try:
+                    return _load_yaml(raw)
+                except errors.BadRequest:
+                    pass
+            raise errors.BadRequest(f"the body of the request was in an unknown format: {e}") from None
+    raise errors.UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, {PROTOBUF}')
+
+
+def _load_yaml(raw: bytes) -> Any:
+    try:
+        return yaml.load(raw, Loader=_YamlLoader)
+    except yaml.YAMLError as e:
+        raise errors.BadRequest(f"error converting YAML to JSON: {e}".replace("\n", " ")) from None
+
+
+def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers = None
+    if warnings:
+        headers = [("Warning", f'299 - "{w}"') for w in warnings]
+    return web.Response(
+        body=orjson.dumps(obj), status=status, content_type=JSON_CT, headers=_multi(headers)
+    )
+
+
+def _multi(headers: list[tuple[str, str]] | None) -> Any:
+    if not headers:
+        return None
+    from multidict import CIMultiDict
+
+    return CIMultiDict(headers)
+
+
+def status_response(err: errors.StatusError) -> web.Response:
+    resp = json_response(err.to_status(), status=err.code)
+    if err.retry_after:
+        resp.headers["Retry-After"] = str(err.retry_after)
+    return resp

@@ -1,0 +1,34 @@
+"""The admission of an object's content: defaulting, field validation, schema and semantic checks.
+
+Runs on every create and update, in upstream's order: defaults first (as on
+decode), then unknown fields per `fieldValidation` (Strict: 400, Warn: a
+`Warning` header, Ignore: nothing), then the JSON schema, then the kind's own
+semantic rules and, on update, its immutability rules. All causes are
+reported together in one 422, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nanokube.api import errors, validation
+from nanokube.api.kinds import Kind
+
+Obj = dict[str, Any]
+
+
+def admit(kind: Kind, obj: Obj, old: Obj | None, field_validation: str, warnings: list[str]) -> None:
+    validation.decode_check(kind, obj)  # wrong types are a 400, before defaulting trips on them
+    if field_validation != "Ignore":
+        unknown = validation.unknown_fields(kind, obj)
+        if unknown:
+            if field_validation == "Strict":
+                raise validation.strict_error(kind, unknown)
+            warnings.extend(validation.unknown_field_warning(p) for p in unknown)
+    kind.defaults(obj)
+    causes = validation.schema_causes(kind, obj)
+    causes += kind.validate(obj)
+    if old is not None:
+        causes += kind.validate_update(obj, old)
+    if causes:
+        raise errors.invalid(kind.kind, obj["metadata"].get("name", ""), causes, kind.group)
