@@ -94,6 +94,16 @@ def test_token_request_type_comes_from_the_envelope() -> None:
     assert obj["spec"]["expirationSeconds"] is None  # a nil pointer without omitempty
 
 
+def test_certificate_approval_carries_the_whole_csr() -> None:
+    """`certificate approve` PUTs the CSR it read, plus an Approved condition."""
+    obj = protobuf.decode(load("certificate-approve")[0])
+    assert obj["metadata"]["resourceVersion"] == "7"
+    assert obj["spec"]["usages"] == ["client auth"]
+    (condition,) = obj["status"]["conditions"]
+    assert (condition["type"], condition["status"]) == ("Approved", "True")
+    assert condition["lastTransitionTime"] is None  # zero Time, non-pointer: null
+
+
 # --- upstream testdata round trip ----------------------------------------------------------
 
 

@@ -66,7 +66,14 @@ GROUPS: dict[str, list[tuple[str, str, bool]]] = {
     "scheduling.k8s.io/v1": [("priorityclasses", "PriorityClass", False)],
     "networking.k8s.io/v1": [("ingresses", "Ingress", True)],
     "authentication.k8s.io/v1": [("selfsubjectreviews", "SelfSubjectReview", False)],
-    "authorization.k8s.io/v1": [("selfsubjectaccessreviews", "SelfSubjectAccessReview", False)],
+    "authorization.k8s.io/v1": [
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+    ],
+    "certificates.k8s.io/v1": [
+        ("certificatesigningrequests", "CertificateSigningRequest", False),
+        ("certificatesigningrequests/approval", "CertificateSigningRequest", False),
+    ],
 }
 
 DEPLOYMENT = {
@@ -100,13 +107,40 @@ CRONJOB = {
         },
     },
 }
+CSR = {
+    "kind": "CertificateSigningRequest",
+    "apiVersion": "certificates.k8s.io/v1",
+    "metadata": {"name": "csr1", "uid": "c5r", "resourceVersion": "7"},
+    "spec": {
+        "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+        "signerName": "kubernetes.io/kube-apiserver-client",
+        "expirationSeconds": 86400,
+        "usages": ["client auth"],
+        "username": "alice",
+        "groups": ["devs", "system:authenticated"],
+    },
+    "status": {},
+}
+NODE = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n1"}, "spec": {}}
+POD = {
+    "kind": "Pod",
+    "apiVersion": "v1",
+    "metadata": {"name": "p1", "namespace": "default", "uid": "p0d"},
+    "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
+    "status": {"phase": "Running"},
+}
+POD_PATH = "/api/v1/namespaces/default/pods/p1"
 OBJECTS = {
+    "/api/v1/nodes/n1": NODE,
+    POD_PATH: POD,
+    "/apis/certificates.k8s.io/v1/certificatesigningrequests/csr1": CSR,
     "/apis/apps/v1/namespaces/default/deployments/web": DEPLOYMENT,
     "/apis/batch/v1/namespaces/default/cronjobs/cj": CRONJOB,
 }
 REPLY_STATUS: dict[str, dict[str, Any]] = {
     "TokenRequest": {"token": "t0ken", "expirationTimestamp": "2030-01-01T00:00:00Z"},
     "SelfSubjectAccessReview": {"allowed": True},
+    "SelfSubjectRulesReview": {"resourceRules": [], "nonResourceRules": [], "incomplete": False},
     "SelfSubjectReview": {"userInfo": {"username": "alice", "groups": ["devs"]}},
 }
 
@@ -261,11 +295,18 @@ CASES: dict[str, tuple[list[str], bool]] = {
     ),
     "can-i": (["auth", "can-i", "get", "pods", "--subresource=log"], False),
     "whoami": (["auth", "whoami"], False),
+    "can-i-list": (["auth", "can-i", "--list"], False),
+    "certificate-approve": (["certificate", "approve", "csr1"], False),
+    "drain-delete": (
+        ["drain", "n1", "--disable-eviction", "--force", "--grace-period=5", "--timeout=20s"],
+        False,
+    ),
 }
 
 
 class Recorder(BaseHTTPRequestHandler):
     bodies: list[tuple[str, str, bytes, str]] = []  # (path, content type, body, user agent)
+    pod_deleted = False  # drain polls the pod until it is gone
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -324,7 +365,10 @@ class Recorder(BaseHTTPRequestHandler):
                     ],
                 },
             )
-        elif path in OBJECTS:
+        elif path == "/api/v1/pods":  # drain lists the node's pods
+            items = [] if Recorder.pod_deleted else [POD]
+            self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+        elif path in OBJECTS and not (path == POD_PATH and Recorder.pod_deleted):
             self.reply(200, OBJECTS[path])
         else:
             self.reply(
@@ -351,6 +395,26 @@ class Recorder(BaseHTTPRequestHandler):
         if kind:
             reply |= {"kind": kind, "status": REPLY_STATUS[kind]}
         self.reply(201, reply)
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        """drain cordons the node first (a JSON patch, not recorded)."""
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.reply(200, NODE)
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        """`drain --disable-eviction` deletes pods with a protobuf DeleteOptions."""
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        ctype = self.headers.get("Content-Type", "")
+        Recorder.bodies.append((self.path, ctype, body, self.headers.get("User-Agent", "")))
+        Recorder.pod_deleted = True
+        self.reply(200, POD)
+
+    def do_PUT(self) -> None:  # noqa: N802
+        """`certificate approve` PUTs the whole CSR to .../approval."""
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        ctype = self.headers.get("Content-Type", "")
+        Recorder.bodies.append((self.path, ctype, body, self.headers.get("User-Agent", "")))
+        self.reply(200, OBJECTS.get(self.path.split("?")[0].removesuffix("/approval"), {}))
 
 
 def tls_files(tmp: Path) -> tuple[Path, Path]:
@@ -395,6 +459,7 @@ def main() -> int:
         for name, (args, dry_run) in CASES.items():
             args = [a.replace("@CERT", str(cert)).replace("@KEY", str(key)) for a in args]
             Recorder.bodies.clear()
+            Recorder.pod_deleted = False
             run = subprocess.run(base + args, env=env, capture_output=True, text=True)
             posts = [b for b in Recorder.bodies if b[1].startswith("application/vnd.kubernetes")]
             if run.returncode != 0 or len(posts) != 1 or "kubectl/v1.33." not in posts[0][3]:
