@@ -1,0 +1,276 @@
+"""The e2e harness: one real `nanokube server` per test session, driven by the real kubectl.
+
+The server runs as a subprocess (`python -m nanokube.cli server --disable-agent
+--datastore sqlite`) on a free loopback port, with its data dir, kubeconfig,
+log and kubectl's cache dir under a session tmp dir, so a run neither reads
+nor touches `~/.kube` or `/etc/nanokube`. It counts as started once
+`/readyz` answers 200 to the admin client certificate.
+
+- `cluster` (session-scoped): a `Cluster`; tests call `cluster.kubectl(...)`
+  and may `restart()` or `kill9()` it. Before each test that uses it, a
+  server that a previous test killed is started again.
+- A failing test's report carries the server log written during that test;
+  a failing session prints the log's tail at the end; a server that does not
+  exit 0 on SIGTERM fails the session teardown.
+- Without /usr/bin/kubectl the tests that need `cluster` are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+KUBECTL = Path("/usr/bin/kubectl")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+KUBECTL_TIMEOUT = 120.0
+LOG_TAIL_LINES = 200
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """A kubectl call that failed; its message shows what kubectl printed."""
+
+    def __str__(self) -> str:
+        return (
+            f"{' '.join(map(str, self.cmd))} exited {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout}--- stderr ---\n{self.stderr}"
+        )
+
+
+class Cluster:
+    """A real nanokube server subprocess and a kubectl bound to it."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.port = port
+        self.data_dir = root / "data"
+        self.kubeconfig = root / "kubeconfig.yaml"
+        self.log_path = root / "server.log"
+        self.url = f"https://127.0.0.1:{port}"
+        self.starts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._kubectl_env = {
+            k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBECACHEDIR")
+        }
+        self._kubectl_env["KUBECACHEDIR"] = str(root / "kube-cache")
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc else None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "nanokube.cli",
+            "server",
+            "--disable-agent",
+            "--datastore",
+            "sqlite",
+            "--data-dir",
+            str(self.data_dir),
+            "--bind-address",
+            "127.0.0.1",
+            "--https-listen-port",
+            str(self.port),
+            "--write-kubeconfig",
+            str(self.kubeconfig),
+        ]
+
+    def start(self) -> None:
+        """Start the server and wait until /readyz answers 200."""
+        assert not self.running, "server already running"
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"=== harness: start #{self.starts} ===\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C of pytest does not reach it before teardown
+            )
+        self._wait_ready()
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (SIGKILL after STOP_TIMEOUT); the exit code, None if not running."""
+        if not self.running or self._proc is None:
+            return None
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            return self._proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._note("server ignored SIGTERM; killing it")
+            self._proc.kill()
+            self._proc.wait()
+            raise
+
+    def kill9(self) -> None:
+        """SIGKILL the server, as a crash or power cut of the process would."""
+        if self.running and self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._note("killed with SIGKILL")
+
+    def restart(self) -> None:
+        """Stop the server cleanly (if running) and start it again on the same port and data."""
+        code = self.stop()
+        if code not in (0, None):
+            raise AssertionError(f"server exited {code} on SIGTERM\n{self.log_tail()}")
+        self.start()
+
+    def ensure_running(self) -> None:
+        if not self.running:
+            self.start()
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        timeout: float = KUBECTL_TIMEOUT,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `/usr/bin/kubectl --kubeconfig=KUBECONFIG ARGS` (text output).
+
+        `env` adds to the environment; with `check`, a non-zero exit raises
+        KubectlError showing kubectl's output.
+        """
+        cmd = [str(KUBECTL), f"--kubeconfig={self.kubeconfig}", *args]
+        done = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=True,
+            env={**self._kubectl_env, **(env or {})},
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise KubectlError(done.returncode, cmd, done.stdout, done.stderr)
+        return done
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        text = self.log_since(0) if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts the cluster CA and presents the admin certificate, as kubectl does."""
+        tls = self.data_dir / "tls"
+        ctx = ssl.create_default_context(cafile=str(tls / "server-ca.crt"))
+        ctx.load_cert_chain(tls / "client-admin.crt", tls / "client-admin.key")
+        return ctx
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                code = self._proc.returncode if self._proc else None
+                raise RuntimeError(f"nanokube server exited {code} during start\n{self.log_tail()}")
+            try:
+                status = self._get_status("/readyz")
+                if status == 200:
+                    return
+                last_error = f"/readyz answered {status}"
+            except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+                last_error = f"{type(e).__name__}: {e}"
+            time.sleep(0.02)
+        self.kill9()
+        raise RuntimeError(
+            f"nanokube server not ready after {START_TIMEOUT}s ({last_error})\n{self.log_tail()}"
+        )
+
+    def _get_status(self, path: str) -> int:
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.ssl_context(), timeout=5
+        )
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    def _note(self, message: str) -> None:
+        with self.log_path.open("a") as log:
+            log.write(f"=== harness: {message} ===\n")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the server binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    if not os.access(KUBECTL, os.X_OK):
+        pytest.skip(f"{KUBECTL} is not installed: the e2e tests drive the real kubectl")
+    c = Cluster(tmp_path_factory.mktemp("nanokube-e2e"), free_port())
+    c.start()
+    yield c
+    code = c.stop()
+    if request.session.testsfailed:
+        _print_section(request, "nanokube server log (tail)", c.log_tail())
+    if code not in (0, None):
+        raise AssertionError(f"nanokube server exited {code} on SIGTERM\n{c.log_tail()}")
+
+
+_LOG_OFFSET = pytest.StashKey[int]()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_alive(request: pytest.FixtureRequest) -> None:
+    """Start the server again if an earlier test killed it; remember where this test's log begins."""
+    if "cluster" not in request.fixturenames:
+        return
+    c: Cluster = request.getfixturevalue("cluster")
+    c.ensure_running()
+    request.node.stash[_LOG_OFFSET] = c.log_size()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or _LOG_OFFSET not in item.stash:
+        return
+    c = item.funcargs.get("cluster") if isinstance(item, pytest.Function) else None
+    if isinstance(c, Cluster):
+        report.sections.append(
+            ("nanokube server log during this test", c.log_since(item.stash[_LOG_OFFSET]))
+        )
+
+
+def _print_section(request: pytest.FixtureRequest, title: str, text: str) -> None:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        print(f"--- {title} ---\n{text}", file=sys.stderr)
+        return
+    reporter.write_sep("-", title)
+    reporter.write_line(text)
