@@ -11,9 +11,12 @@ A small HTTP server answers /version and legacy discovery, serves the few object
 with a small JSON object. Each case runs kubectl twice against it: for real (recording
 `NAME.pb`) and, where kubectl supports it, with `--dry-run=client -o json` (recording
 `NAME.json`, what a JSON client would have sent). Commands without a client dry run
-(`create token`, `auth can-i`, `auth whoami`) get a hand-checked `NAME.json` instead;
-this script leaves an existing one alone. `cases.json` lists the commands and the
-User-Agent seen, so the fixtures say where they came from.
+(`create token`, `auth can-i`, `auth whoami`, `certificate approve`, `drain`) get a
+hand-checked `NAME.json` instead (written from the decoder's output, then checked field by
+field against the Go struct tags): this script records their `NAME.pb` only when that
+JSON does not exist yet, so a checked pair stays consistent (delete both to re-record).
+`cases.json` lists the commands and the User-Agent seen, so the fixtures say where they
+came from.
 """
 
 from __future__ import annotations
@@ -467,7 +470,8 @@ def main() -> int:
                 failed.append(name)
                 continue
             path, ctype, body, agent = posts[0]
-            (HERE / f"{name}.pb").write_bytes(body)
+            if dry_run or not (HERE / f"{name}.json").exists():
+                (HERE / f"{name}.pb").write_bytes(body)
             if dry_run:
                 cut = args.index("--") if "--" in args else len(args)
                 out = subprocess.run(
