@@ -162,16 +162,20 @@ class Registry:
     def __init__(self, kinds: Iterable[Kind] = ()) -> None:
         self._by_resource: dict[tuple[str, str, str], Kind] = {}
         self._by_kind: dict[tuple[str, str], Kind] = {}
+        # Bumped on every change, so that derived documents (OpenAPI) know to rebuild.
+        self.generation = 0
         for k in kinds:
             self.add(k)
 
     def add(self, kind: Kind) -> None:
         self._by_resource[(kind.group, kind.version, kind.plural)] = kind
         self._by_kind[(kind.api_version, kind.kind)] = kind
+        self.generation += 1
 
     def remove(self, kind: Kind) -> None:
         self._by_resource.pop((kind.group, kind.version, kind.plural), None)
         self._by_kind.pop((kind.api_version, kind.kind), None)
+        self.generation += 1
 
     def by_resource(self, group: str, version: str, plural: str) -> Kind | None:
         return self._by_resource.get((group, version, plural))
