@@ -22,7 +22,8 @@ from nanokube.api import errors, selectors
 from nanokube.api.kinds import Kind, Registry
 from nanokube.apiserver import codec, patching, tables
 from nanokube.apiserver.requestinfo import RequestInfo
-from nanokube.apiserver.rest import ListOptions, ResourceStore, WriteOptions
+from nanokube.api.options import ListOptions, WriteOptions
+from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import Watcher
 
 log = logging.getLogger(__name__)

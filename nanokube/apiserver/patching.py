@@ -20,7 +20,8 @@ from nanokube.api.kinds import Kind
 from nanokube.api.patch_json import json_merge_patch, json_patch
 from nanokube.api.patch_strategic import strategic_merge_patch
 from nanokube.api.validation import builtin_schema_name
-from nanokube.apiserver.rest import ResourceStore, WriteOptions
+from nanokube.api.options import WriteOptions
+from nanokube.apiserver.rest import ResourceStore
 
 Obj = dict[str, Any]
 

@@ -16,7 +16,6 @@ import copy
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,6 +23,7 @@ import orjson
 from nanokube.api import errors, meta
 from nanokube.api.errors import Cause
 from nanokube.api.kinds import Kind
+from nanokube.api.options import ListOptions, WriteOptions
 from nanokube.apiserver import admission
 from nanokube.apiserver.validate import admit
 from nanokube.apiserver.watchcache import WatchCache, Watcher, decode
@@ -42,22 +42,6 @@ Filter = Callable[[Obj], bool]
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no look-alikes
 _META_KEEP_ON_UPDATE = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
-
-
-@dataclass
-class ListOptions:
-    match: Filter | None = None  # label and field selectors, compiled
-    limit: int = 0
-    continue_token: str = ""
-    resource_version: str = ""
-    resource_version_match: str = ""
-
-
-@dataclass
-class WriteOptions:
-    dry_run: bool = False
-    field_validation: str = "Strict"  # Ignore | Warn | Strict
-    field_manager: str = ""
 
 
 def _encode(obj: Obj) -> bytes:

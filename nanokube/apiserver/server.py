@@ -25,7 +25,8 @@ from nanokube.api.kinds import Registry
 from nanokube.api.resources import builtin_kinds
 from nanokube.apiserver import codec, discovery, openapi, requestinfo
 from nanokube.apiserver.handlers import ResourceHandler
-from nanokube.apiserver.rest import ResourceStore, WriteOptions
+from nanokube.api.options import WriteOptions
+from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import WatchCache
 from nanokube.storage.store import Store
 
@@ -50,6 +51,7 @@ class APIServerConfig:
 class APIServer:
     """The parts of a running API server, for the in-process client and later wiring."""
 
+    config: APIServerConfig
     registry: Registry
     cache: WatchCache
     resources: ResourceStore
@@ -172,7 +174,7 @@ def build_app(config: APIServerConfig) -> APIServer:
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/{path:.*}", openapi_v3)
     app.router.add_route("*", "/{tail:.*}", resources_route)
-    return APIServer(registry, cache, resources, handler, disco, app)
+    return APIServer(config, registry, cache, resources, handler, disco, app)
 
 
 def ssl_context(config: APIServerConfig) -> ssl.SSLContext | None:
