@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
 HERE = Path(__file__).parent
@@ -421,8 +421,8 @@ class Recorder(BaseHTTPRequestHandler):
 
 
 def tls_files(tmp: Path) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate, fixed dates so the fixture does not drift."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A throwaway self-signed certificate; a fixed Ed25519 key and dates keep it stable."""
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fixture")])
     start = datetime.datetime(2025, 1, 1)
     cert = (
@@ -433,7 +433,7 @@ def tls_files(tmp: Path) -> tuple[Path, Path]:
         .serial_number(1)
         .not_valid_before(start)
         .not_valid_after(start + datetime.timedelta(days=3650))
-        .sign(key, hashes.SHA256())
+        .sign(key, None)
     )
     cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
