@@ -139,7 +139,10 @@ def decode(body: bytes) -> dict[str, Any]:
         fqn = f"{_META}.{kind}"  # DeleteOptions and friends are sent under any group
         if fqn not in _table()["messages"]:
             raise BadRequest(f"protobuf: no definition for {api_version}, Kind={kind}")
-    obj = _message(fqn, raw, 0, len(raw))
+    try:
+        obj = _message(fqn, raw, 0, len(raw))
+    except RecursionError as e:  # RawExtensions nesting k8s\0 bodies without end
+        raise BadRequest("protobuf: objects nested too deeply") from e
     return {"kind": kind, "apiVersion": api_version, **obj}
 
 
@@ -259,6 +262,7 @@ def _message(fqn: str, buf: bytes, start: int, end: int) -> Any:
     for num, wt, val in _scan(buf, start, end):
         field = fields.get(num)
         if field is None:
+            log.debug("protobuf: dropping unknown field %d of %s", num, fqn)
             continue
         if field.map is not None:
             if wt != 2:

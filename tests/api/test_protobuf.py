@@ -55,6 +55,14 @@ def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
     return protobuf.MAGIC + field(1, type_meta) + field(2, raw) + field(3, "") + field(4, "")
 
 
+def nested_raw_extensions(depth: int) -> bytes:
+    """WatchEvents whose object is a WatchEvent whose object is ... `depth` levels deep."""
+    body = envelope("v1", "Namespace", b"")
+    for _ in range(depth):
+        body = envelope("meta.k8s.io/v1", "WatchEvent", field(2, field(1, body)))
+    return body
+
+
 # --- real kubectl bodies -----------------------------------------------------------------
 
 
@@ -203,6 +211,7 @@ def test_delete_options_under_any_group() -> None:
             id="raw-not-json",
         ),
         pytest.param(protobuf.MAGIC + b"\x0a\x80\x80", id="truncated-envelope"),
+        pytest.param(nested_raw_extensions(1000), id="nested-too-deeply"),
     ],
 )
 def test_malformed_body_is_bad_request(body: bytes) -> None:
