@@ -17,7 +17,9 @@ It reads two git mirrors at one tag (never a work tree) and writes a table:
 
 `type` is a proto scalar name, a message FQN, or `[key_type, value_type]` for a map;
 `flags` holds r (repeated), o (omitempty), z (omitzero), p (Go pointer), i (inline).
-Fields are listed in .proto order, which is Go struct order.
+Fields are listed in .proto order, which is Go struct order. A message with no Go struct
+of its own (`type MatchCondition v1.MatchCondition`, `type List metav1.List`) keeps its
+proto names and no flags; the tool warns, and for v0.33.1 that is exactly right.
 
 Usage:
     python tools/gen_protobuf_table.py --api GITDIR --apimachinery GITDIR --tag v0.33.1
@@ -129,8 +131,7 @@ def build_package(gitdir: Path, tag: str, pkgdir: str, out: dict, warnings: list
         and f != "generated.pb.go"
     ]
     structs, lists = parse_go(sources)
-    register = next((s for s in sources if "GroupName" in s), "")
-    group = GROUP_RE.search(register)
+    group = next((m for s in sources if (m := GROUP_RE.search(s))), None)
     version = pkgdir.rsplit("/", 1)[1]
     if group:
         api_version = f"{group.group(1)}/{version}" if group.group(1) else version
