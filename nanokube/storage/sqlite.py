@@ -238,7 +238,9 @@ class SqliteStore:
             # Another writer appended after the same row: the schema's
             # compare-and-swap. Only a second process could get here, and the
             # lock file keeps it out; report it as the conflict it is.
-            raise ConflictError(kv.key, None) from None
+            row = self._db.execute(_LATEST, (kv.key,)).fetchone()
+            current = KeyValue(kv.key, row[3], row[2], row[0]) if row and not row[1] else None
+            raise ConflictError(kv.key, current) from None
         self._rev = kv.mod_revision
         self._hub.publish(Event("DELETE" if deleted else "PUT", kv, prev))
 

@@ -11,6 +11,11 @@
   in revision order, exactly once; a revision older than the last compaction
   raises `CompactedError`
 - a write is acknowledged only once it survives `kill -9` of the process
+- `compact(revision)` forgets history at or below `revision`: reads and
+  watches from an older revision get `CompactedError`
+
+Backends: `memory.MemoryStore()` and `sqlite.SqliteStore(path)`, which share
+the watch fan-out of `watchhub.py`.
 
 Errors:
 - StorageError
@@ -93,7 +98,8 @@ class Store(Protocol):
         """Keys under `prefix` in key order, after `start_after`, at `revision` (0 = now).
 
         A `revision` older than compaction raises CompactedError (as a stale
-        `continue` token must get 410).
+        `continue` token must get 410); one newer than the current revision
+        raises StorageError. `limit` 0 means no limit.
         """
         ...
 
@@ -108,13 +114,27 @@ class Store(Protocol):
         ...
 
     def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
-        """Every change under `prefix` with revision > `from_revision`, in order, forever."""
+        """Every change under `prefix` with revision > `from_revision`, in order, forever.
+
+        History first, then live events, with no gap or duplicate between them.
+        Errors surface from iteration, not from this call: CompactedError if
+        `from_revision` is older than compaction. A watcher that falls behind
+        (it does not consume while writes go on) never slows writers: the
+        in-process backends let it catch up from the log, and end it with
+        CompactedError only if the history it still needs was compacted
+        meanwhile; either way the caller's answer is to re-list and watch
+        from the list's revision. A revision in the future waits for it. The
+        iterator ends without error when the store is closed.
+        """
         ...
 
     async def current_revision(self) -> int: ...
 
     async def compact(self, revision: int) -> None:
-        """Forget superseded history at or below `revision`."""
+        """Forget superseded history at or below `revision` (a no-op below the last compaction).
+
+        Current values are kept; a `revision` above the current one raises StorageError.
+        """
         ...
 
     async def close(self) -> None: ...
