@@ -390,3 +390,16 @@ async def test_close_ends_watches(store: Store) -> None:
     await asyncio.sleep(0)
     await store.close()
     assert await waiting == []
+
+
+async def test_watch_pages_through_a_long_history_while_writes_go_on(store: Store) -> None:
+    for i in range(2500):  # more than one page of history
+        await store.create(f"/r/{i}", b"x")
+        await store.create(f"/other/{i}", b"x")
+    events = store.watch("/r/", 0)
+    first = await take(events, 1500)
+    for i in range(2500, 2600):  # written while the watcher is inside its history
+        await store.create(f"/r/{i}", b"x")
+    rest = await take(events, 1100)
+    assert [e.kv.key for e in first + rest] == [f"/r/{i}" for i in range(2600)]
+    assert [e.revision for e in first + rest] == list(range(1, 5001, 2)) + list(range(5001, 5101))

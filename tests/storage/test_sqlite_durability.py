@@ -22,6 +22,10 @@ WRITER = """
 import asyncio, sys
 from nanokube.storage.sqlite import SqliteStore
 
+def ack(line):
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+
 async def main():
     store = SqliteStore(sys.argv[1])
     round = sys.argv[2]
@@ -29,9 +33,9 @@ async def main():
     for i in range(1_000_000):
         key = f"/things/{round}-{i:06d}"
         kv = await store.create(key, key.encode() * 20)
-        print("create", key, kv.mod_revision, flush=True)
+        ack(f"create {key} {kv.mod_revision}")
         counter = await store.update("/counter", str(i).encode(), counter.mod_revision)
-        print("update", i, counter.mod_revision, flush=True)
+        ack(f"update {i} {counter.mod_revision}")
         if i % 100 == 99:
             await store.compact(counter.mod_revision - 50)
 
@@ -48,13 +52,15 @@ def run_and_kill(db: Path, round: str, after_lines: int) -> list[list[str]]:
         cwd=Path(__file__).parents[2],
     )
     assert child.stdout is not None
-    acks = []
+    lines = []
     for line in child.stdout:
-        acks.append(line.split())
-        if len(acks) == after_lines:
+        lines.append(line)
+        if len(lines) == after_lines:
             os.kill(child.pid, signal.SIGKILL)
             break
-    acks.extend(line.split() for line in child.stdout)  # acknowledged before it died
+    lines.extend(child.stdout)  # written before it died
+    # a line cut short by the kill was not an acknowledgement
+    acks = [line.split() for line in lines if line.endswith("\n")]
     assert child.wait() == -signal.SIGKILL
     return acks
 
