@@ -35,13 +35,18 @@ async def bench_store(name: str, make: Callable[[], Store], n: int, value: bytes
     store = make()
     keys = [f"/registry/pods/ns{i % 10}/pod-{i:06d}" for i in range(n)]
 
-    worst = 0.0
+    latencies = []
     t0 = time.perf_counter()
     for key in keys:
         t = time.perf_counter()
         await store.create(key, value)
-        worst = max(worst, time.perf_counter() - t)
-    print(f"create            {rate(n, time.perf_counter() - t0)}  worst {worst * 1e3:.2f} ms")
+        latencies.append(time.perf_counter() - t)
+    took = time.perf_counter() - t0
+    latencies.sort()
+    p50, p99, worst = (latencies[int(len(latencies) * q)] * 1e6 for q in (0.5, 0.99, 0.9999))
+    print(
+        f"create            {rate(n, took)}  p50 {p50:.0f} us, p99 {p99:.0f} us, p99.99 {worst:.0f} us"
+    )
 
     sample = random.sample(keys, min(n, 10_000))
     t0 = time.perf_counter()
