@@ -210,7 +210,7 @@ def test_move_failures() -> None:
 
 
 def test_test_operation_passes_and_fails() -> None:
-    ok = [
+    ok: list[dict[str, Any]] = [
         {"op": "test", "path": "/metadata/name", "value": "web"},
         {"op": "test", "path": "/spec/containers/0", "value": {"image": "i1", "name": "a"}},
         {"op": "test", "path": "", "value": POD},
