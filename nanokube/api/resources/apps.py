@@ -1,5 +1,671 @@
-"""Placeholder: declarations arrive with the resources work."""
+"""apps/v1: Deployment, ReplicaSet, StatefulSet, DaemonSet, ControllerRevision.
 
-from nanokube.api.kinds import Kind
+Each kind is declared as upstream's registry strategy and validation define it
+(`pkg/apis/apps/v1/defaults.go`, `pkg/apis/apps/validation/validation.go`,
+`pkg/registry/apps/*/strategy.go`, `pkg/printers/internalversion/printers.go`),
+reimplemented over plain dicts:
 
-KINDS: tuple[Kind, ...] = ()
+- defaults fill what `SetDefaults_*` fills, and the pod template's spec through
+  `pod.default_pod_spec`;
+- `validate` checks metadata, the selector (required, not empty, matching the
+  template's labels), the template (through `pod.validate_pod_template`,
+  `restartPolicy: Always`), replica counts and the update strategy;
+- `validate_update` adds what only an update can break: the selector is
+  immutable in apps/v1, and a StatefulSet's spec may change only in the fields
+  upstream lists;
+- rows are upstream's printer cells after NAME, wide columns included (the
+  client hides them unless `-o wide`).
+
+Deployment, ReplicaSet and StatefulSet serve `/scale` (replicas at
+`spec.replicas`, `status.replicas`, selector at `spec.selector`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nanokube.api import validators as v
+from nanokube.api.errors import Cause
+from nanokube.api.kinds import Column, Kind, Scale
+from nanokube.api.meta import get_path
+from nanokube.api.resources import apps_common as c
+from nanokube.api.resources.pod import default_pod_spec, validate_pod_template
+
+Obj = dict[str, Any]
+
+_AGE = Column(
+    "Age",
+    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
+)
+_CONTAINERS = Column(
+    "Containers", priority=1, description="Names of each container in the template."
+)
+_IMAGES = Column(
+    "Images", priority=1, description="Images referenced by each container in the template."
+)
+_SELECTOR = Column("Selector", priority=1, description="Label selector for pods.")
+_READY = Column("Ready", description="Number of the pod with ready state")
+
+
+def _spec(obj: Obj) -> Obj:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        spec = obj["spec"] = {}
+    return spec
+
+
+def _default_template(spec: Obj) -> None:
+    pod_spec = get_path(spec, ("template", "spec"))
+    if isinstance(pod_spec, dict):
+        default_pod_spec(pod_spec)
+
+
+def _template_causes(spec: Obj, path: str = "spec") -> list[Cause]:
+    return validate_pod_template(spec.get("template") or {}, f"{path}.template")
+
+
+def _meta_update(new: Obj, old: Obj) -> list[Cause]:
+    return v.validate_object_meta_update(new, old)
+
+
+def _replica_set_template_causes(spec: Obj, kind_word: str) -> list[Cause]:
+    """`ValidatePodTemplateSpecForReplicaSet`: labels match, pod template, Always, no deadline."""
+    causes = c.template_labels_cause(spec, "spec") + _template_causes(spec)
+    causes += c.restart_always_causes(spec, "spec")
+    deadline = get_path(spec, ("template", "spec", "activeDeadlineSeconds"))
+    if deadline is not None:
+        causes.append(
+            v.invalid(
+                "spec.template.spec.activeDeadlineSeconds",
+                deadline,
+                f"activeDeadlineSeconds in {kind_word} is not Supported",
+            )
+        )
+    return causes
+
+
+# --- Deployment ----------------------------------------------------------------------
+
+
+def default_deployment(obj: Obj) -> None:
+    """`SetDefaults_Deployment`: one replica, a 25%/25% rolling update, 10 revisions, 600 s."""
+    spec = _spec(obj)
+    spec.setdefault("replicas", 1)
+    strategy = spec.get("strategy")
+    if not isinstance(strategy, dict):
+        strategy = spec["strategy"] = {}
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.get("rollingUpdate")
+        if not isinstance(rolling, dict):
+            rolling = strategy["rollingUpdate"] = {}
+        rolling.setdefault("maxUnavailable", "25%")
+        rolling.setdefault("maxSurge", "25%")
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    _default_template(spec)
+
+
+def _deployment_strategy_causes(strategy: Obj) -> list[Cause]:
+    path = "spec.strategy"
+    kind = strategy.get("type")
+    if kind == "Recreate":
+        if strategy.get("rollingUpdate") is not None:
+            return [
+                v.forbidden(
+                    f"{path}.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                )
+            ]
+        return []
+    if kind != "RollingUpdate":
+        return [v.not_supported(f"{path}.type", kind, ["Recreate", "RollingUpdate"])]
+    rolling = strategy.get("rollingUpdate")
+    if rolling is None:
+        return [v.required(f"{path}.rollingUpdate", "this should be defaulted and never be nil")]
+    rpath = f"{path}.rollingUpdate"
+    unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
+    causes = c.positive_int_or_percent(f"{rpath}.maxUnavailable", unavailable)
+    causes += c.positive_int_or_percent(f"{rpath}.maxSurge", surge)
+    if c.int_or_percent_value(unavailable)[0] == 0 and c.int_or_percent_value(surge)[0] == 0:
+        causes.append(
+            c.invalid_go(
+                f"{rpath}.maxUnavailable",
+                c.go_int_or_string(unavailable),
+                "may not be 0 when `maxSurge` is 0",
+            )
+        )
+    return causes + c.not_more_than_100_percent(f"{rpath}.maxUnavailable", unavailable)
+
+
+def validate_deployment(obj: Obj) -> list[Cause]:
+    """`ValidateDeployment`."""
+    spec = obj.get("spec") or {}
+    causes = v.validate_object_meta(obj, True, v.name_is_dns_subdomain)
+    causes += c.non_negative_fields(spec, "spec", "replicas")
+    causes += c.selector_causes(spec, "spec", "deployment")
+    causes += _replica_set_template_causes(spec, "ReplicaSet")
+    causes += _deployment_strategy_causes(spec.get("strategy") or {})
+    causes += c.non_negative_fields(spec, "spec", "minReadySeconds", "revisionHistoryLimit")
+    deadline = spec.get("progressDeadlineSeconds")
+    if isinstance(deadline, int):
+        causes += v.non_negative("spec.progressDeadlineSeconds", deadline)
+        if deadline <= (spec.get("minReadySeconds") or 0):
+            causes.append(
+                v.invalid(
+                    "spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"
+                )
+            )
+    return causes
+
+
+def validate_deployment_update(new: Obj, old: Obj) -> list[Cause]:
+    return _meta_update(new, old) + c.immutable_selector(new, old)
+
+
+def deployment_row(obj: Obj) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
+    return [
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        c.creation_age(obj),
+        names,
+        images,
+        c.selector_string(spec.get("selector")),
+    ]
+
+
+DEPLOYMENT = Kind(
+    group="apps",
+    version="v1",
+    kind="Deployment",
+    plural="deployments",
+    namespaced=True,
+    short_names=("deploy",),
+    categories=("all",),
+    subresources=("status", "scale"),
+    has_status=True,
+    defaults=default_deployment,
+    validate=validate_deployment,
+    validate_update=validate_deployment_update,
+    columns=(
+        _READY,
+        Column(
+            "Up-to-date",
+            description="Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+        ),
+        Column(
+            "Available",
+            description="Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+        ),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _SELECTOR,
+    ),
+    row=deployment_row,
+    scale=Scale(),
+    schema_name="io.k8s.api.apps.v1.Deployment",
+)
+
+
+# --- ReplicaSet ----------------------------------------------------------------------
+
+
+def default_replica_set(obj: Obj) -> None:
+    spec = _spec(obj)
+    spec.setdefault("replicas", 1)
+    _default_template(spec)
+
+
+def validate_replica_set(obj: Obj) -> list[Cause]:
+    """`ValidateReplicaSet` (its empty-selector message says "deployment", as upstream's does)."""
+    spec = obj.get("spec") or {}
+    causes = v.validate_object_meta(obj, True, v.name_is_dns_subdomain)
+    causes += c.non_negative_fields(spec, "spec", "replicas", "minReadySeconds")
+    causes += c.selector_causes(spec, "spec", "deployment")
+    return causes + _replica_set_template_causes(spec, "ReplicaSet")
+
+
+def validate_replica_set_update(new: Obj, old: Obj) -> list[Cause]:
+    return _meta_update(new, old) + c.immutable_selector(new, old)
+
+
+def replica_set_row(obj: Obj) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
+    return [
+        spec.get("replicas", 0),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        c.creation_age(obj),
+        names,
+        images,
+        c.selector_string(spec.get("selector")),
+    ]
+
+
+REPLICA_SET = Kind(
+    group="apps",
+    version="v1",
+    kind="ReplicaSet",
+    plural="replicasets",
+    namespaced=True,
+    short_names=("rs",),
+    categories=("all",),
+    subresources=("status", "scale"),
+    has_status=True,
+    defaults=default_replica_set,
+    validate=validate_replica_set,
+    validate_update=validate_replica_set_update,
+    columns=(
+        Column("Desired", "integer", description="Replicas is the number of desired pods."),
+        Column(
+            "Current",
+            "integer",
+            description="Replicas is the most recently observed number of replicas.",
+        ),
+        Column(
+            "Ready", "integer", description="The number of ready replicas for this replica set."
+        ),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _SELECTOR,
+    ),
+    row=replica_set_row,
+    scale=Scale(),
+    schema_name="io.k8s.api.apps.v1.ReplicaSet",
+)
+
+
+# --- StatefulSet ---------------------------------------------------------------------
+
+_STS_MUTABLE = (
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "revisionHistoryLimit",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+)
+_STS_FORBIDDEN = (
+    "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+    "'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and "
+    "'minReadySeconds' are forbidden"
+)
+
+
+def default_stateful_set(obj: Obj) -> None:
+    """`SetDefaults_StatefulSet`, and the PVC defaults its claim templates get."""
+    spec = _spec(obj)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    strategy = spec.get("updateStrategy")
+    if not isinstance(strategy, dict):
+        strategy = spec["updateStrategy"] = {}
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+        if not isinstance(strategy.get("rollingUpdate"), dict):
+            strategy["rollingUpdate"] = {}
+    if strategy["type"] == "RollingUpdate" and isinstance(strategy.get("rollingUpdate"), dict):
+        strategy["rollingUpdate"].setdefault("partition", 0)
+    policy = spec.get("persistentVolumeClaimRetentionPolicy")
+    if not isinstance(policy, dict):
+        policy = spec["persistentVolumeClaimRetentionPolicy"] = {}
+    policy.setdefault("whenDeleted", "Retain")
+    policy.setdefault("whenScaled", "Retain")
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    for claim in spec.get("volumeClaimTemplates") or []:
+        if isinstance(claim, dict):
+            claim_spec = claim.setdefault("spec", {})
+            if isinstance(claim_spec, dict):
+                claim_spec.setdefault("volumeMode", "Filesystem")
+            status = claim.setdefault("status", {})
+            if isinstance(status, dict):
+                status.setdefault("phase", "Pending")
+    _default_template(spec)
+
+
+def _sts_strategy_causes(strategy: Obj) -> list[Cause]:
+    path = "spec.updateStrategy"
+    kind = strategy.get("type") or ""
+    rolling = strategy.get("rollingUpdate")
+    if kind == "":
+        return [v.required(path)]
+    if kind == "OnDelete":
+        if rolling is not None:
+            return [
+                v.invalid(
+                    f"{path}.rollingUpdate",
+                    rolling,
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                )
+            ]
+        return []
+    if kind != "RollingUpdate":
+        return [v.invalid(path, strategy, "must be 'RollingUpdate' or 'OnDelete'")]
+    if not isinstance(rolling, dict):
+        return []
+    causes = v.non_negative(f"{path}.rollingUpdate.partition", rolling.get("partition"))
+    if "maxUnavailable" in rolling:
+        mu = rolling["maxUnavailable"]
+        causes += c.positive_int_or_percent(f"{path}.rollingUpdate.maxUnavailable", mu)
+        if c.int_or_percent_value(mu)[0] == 0:
+            causes.append(
+                c.invalid_go(
+                    f"{path}.rollingUpdate.maxUnavailable",
+                    c.go_int_or_string(mu),
+                    "must be greater than 0",
+                )
+            )
+        causes += c.not_more_than_100_percent(f"{path}.rollingUpdate.maxUnavailable", mu)
+    return causes
+
+
+def validate_stateful_set(obj: Obj) -> list[Cause]:
+    """`ValidateStatefulSet`: a DNS-label name (pods are NAME-ORDINAL), policy, strategy, template."""
+    spec = obj.get("spec") or {}
+    causes = v.validate_object_meta(obj, True, v.name_is_dns_label)
+    policy = spec.get("podManagementPolicy") or ""
+    if policy == "":
+        causes.append(v.required("spec.podManagementPolicy"))
+    elif policy not in ("OrderedReady", "Parallel"):
+        causes.append(
+            v.invalid("spec.podManagementPolicy", policy, "must be 'OrderedReady' or 'Parallel'")
+        )
+    causes += _sts_strategy_causes(spec.get("updateStrategy") or {})
+    causes += c.non_negative_fields(spec, "spec", "revisionHistoryLimit", "replicas")
+    causes += v.non_negative("spec.ordinals.start", get_path(spec, ("ordinals", "start")))
+    causes += c.selector_causes(spec, "spec", "statefulset")
+    causes += c.template_labels_cause(spec, "spec") + _template_causes(spec)
+    causes += c.restart_always_causes(spec, "spec")
+    if get_path(spec, ("template", "spec", "activeDeadlineSeconds")) is not None:
+        causes.append(
+            v.forbidden(
+                "spec.template.spec.activeDeadlineSeconds",
+                "activeDeadlineSeconds in StatefulSet is not Supported",
+            )
+        )
+    causes += c.non_negative_fields(spec, "spec", "minReadySeconds")
+    retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+    for key in ("whenDeleted", "whenScaled"):
+        if retention.get(key) not in ("Retain", "Delete"):
+            causes.append(
+                v.not_supported(
+                    f"spec.persistentVolumeClaimRetentionPolicy.{key}",
+                    retention.get(key),
+                    ["Retain", "Delete"],
+                )
+            )
+    service = spec.get("serviceName")
+    if service:
+        causes += [v.invalid("spec.serviceName", service, m) for m in v.dns1035_label(service)]
+    return causes
+
+
+def _significant(spec: Obj) -> Obj:
+    return {
+        k: val for k, val in spec.items() if k not in _STS_MUTABLE and val not in (None, [], {})
+    }
+
+
+def validate_stateful_set_update(new: Obj, old: Obj) -> list[Cause]:
+    """Only the fields in `_STS_MUTABLE` may change; the selector is one of the others."""
+    causes = _meta_update(new, old)
+    if _significant(new.get("spec") or {}) != _significant(old.get("spec") or {}):
+        causes.append(v.forbidden("spec", _STS_FORBIDDEN))
+    return causes
+
+
+def stateful_set_row(obj: Obj) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
+    return [
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        c.creation_age(obj),
+        names,
+        images,
+    ]
+
+
+STATEFUL_SET = Kind(
+    group="apps",
+    version="v1",
+    kind="StatefulSet",
+    plural="statefulsets",
+    namespaced=True,
+    short_names=("sts",),
+    categories=("all",),
+    subresources=("status", "scale"),
+    has_status=True,
+    defaults=default_stateful_set,
+    validate=validate_stateful_set,
+    validate_update=validate_stateful_set_update,
+    columns=(_READY, _AGE, _CONTAINERS, _IMAGES),
+    row=stateful_set_row,
+    scale=Scale(),
+    schema_name="io.k8s.api.apps.v1.StatefulSet",
+)
+
+
+# --- DaemonSet -----------------------------------------------------------------------
+
+
+def default_daemon_set(obj: Obj) -> None:
+    """`SetDefaults_DaemonSet`: rolling update, one unavailable at a time, no surge."""
+    spec = _spec(obj)
+    strategy = spec.get("updateStrategy")
+    if not isinstance(strategy, dict):
+        strategy = spec["updateStrategy"] = {}
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.get("rollingUpdate")
+        if not isinstance(rolling, dict):
+            rolling = strategy["rollingUpdate"] = {}
+        rolling.setdefault("maxUnavailable", 1)
+        rolling.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    _default_template(spec)
+
+
+def _daemon_set_strategy_causes(strategy: Obj) -> list[Cause]:
+    path = "spec.updateStrategy"
+    kind = strategy.get("type")
+    if kind == "OnDelete":
+        return []
+    if kind != "RollingUpdate":
+        return [v.not_supported(f"{path}.type", kind, ["RollingUpdate", "OnDelete"])]
+    rolling = strategy.get("rollingUpdate")
+    if rolling is None:
+        return [v.required(f"{path}.rollingUpdate")]
+    rpath = f"{path}.rollingUpdate"
+    mu, ms = rolling.get("maxUnavailable"), rolling.get("maxSurge")
+    causes = c.positive_int_or_percent(f"{rpath}.maxUnavailable", mu)
+    causes += c.positive_int_or_percent(f"{rpath}.maxSurge", ms)
+    causes += c.not_more_than_100_percent(f"{rpath}.maxUnavailable", mu)
+    causes += c.not_more_than_100_percent(f"{rpath}.maxSurge", ms)
+    has_unavailable = c.int_or_percent_value(mu)[0] != 0
+    has_surge = c.int_or_percent_value(ms)[0] != 0
+    if has_unavailable and has_surge:
+        causes.append(
+            c.invalid_go(
+                f"{rpath}.maxSurge",
+                c.go_int_or_string(ms),
+                "may not be set when maxUnavailable is non-zero",
+            )
+        )
+    elif not has_unavailable and not has_surge:
+        causes.append(v.required(f"{rpath}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
+    return causes
+
+
+def validate_daemon_set(obj: Obj) -> list[Cause]:
+    """`ValidateDaemonSet`."""
+    spec = obj.get("spec") or {}
+    causes = v.validate_object_meta(obj, True, v.name_is_dns_subdomain)
+    sel = spec.get("selector")
+    if sel is not None:
+        causes += v.label_selector_causes(sel, "spec.selector")
+    if "selector" in spec or "template" in spec:
+        labels = get_path(spec, ("template", "metadata", "labels"))
+        if not c.selector_matches(sel, labels):
+            causes.append(
+                c.invalid_go(
+                    "spec.template.metadata.labels", c.go_string_map(labels), c.SELECTOR_MISMATCH
+                )
+            )
+    if c.selector_is_empty(sel):
+        causes.append(
+            c.invalid_go(
+                "spec.selector", c.go_label_selector(sel), "empty selector is invalid for daemonset"
+            )
+        )
+    causes += _template_causes(spec)
+    causes += c.restart_always_causes(spec, "spec")
+    deadline = get_path(spec, ("template", "spec", "activeDeadlineSeconds"))
+    if deadline is not None:
+        causes.append(
+            v.invalid(
+                "spec.template.spec.activeDeadlineSeconds",
+                deadline,
+                "activeDeadlineSeconds in DaemonSet is not Supported",
+            )
+        )
+    causes += c.non_negative_fields(spec, "spec", "minReadySeconds", "templateGeneration")
+    causes += _daemon_set_strategy_causes(spec.get("updateStrategy") or {})
+    return causes + c.non_negative_fields(spec, "spec", "revisionHistoryLimit")
+
+
+def validate_daemon_set_update(new: Obj, old: Obj) -> list[Cause]:
+    return _meta_update(new, old) + c.immutable_selector(new, old)
+
+
+def daemon_set_row(obj: Obj) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    pod_spec = get_path(spec, ("template", "spec"))
+    names, images = c.containers_and_images(pod_spec)
+    return [
+        status.get("desiredNumberScheduled", 0),
+        status.get("currentNumberScheduled", 0),
+        status.get("numberReady", 0),
+        status.get("updatedNumberScheduled", 0),
+        status.get("numberAvailable", 0),
+        c.label_set_string((pod_spec or {}).get("nodeSelector")),
+        c.creation_age(obj),
+        names,
+        images,
+        c.selector_string(spec.get("selector")),
+    ]
+
+
+DAEMON_SET = Kind(
+    group="apps",
+    version="v1",
+    kind="DaemonSet",
+    plural="daemonsets",
+    namespaced=True,
+    short_names=("ds",),
+    categories=("all",),
+    subresources=("status",),
+    has_status=True,
+    defaults=default_daemon_set,
+    validate=validate_daemon_set,
+    validate_update=validate_daemon_set_update,
+    columns=(
+        Column(
+            "Desired",
+            "integer",
+            description="The total number of nodes that should be running the daemon pod.",
+        ),
+        Column(
+            "Current",
+            "integer",
+            description="The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+        ),
+        Column(
+            "Ready",
+            "integer",
+            description="The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+        ),
+        Column(
+            "Up-to-date",
+            "integer",
+            description="The total number of nodes that are running updated daemon pod",
+        ),
+        Column(
+            "Available",
+            "integer",
+            description="The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+        ),
+        Column(
+            "Node Selector",
+            description="NodeSelector is a selector which must be true for the pod to fit on a node.",
+        ),
+        _AGE,
+        _CONTAINERS,
+        _IMAGES,
+        _SELECTOR,
+    ),
+    row=daemon_set_row,
+    schema_name="io.k8s.api.apps.v1.DaemonSet",
+)
+
+
+# --- ControllerRevision --------------------------------------------------------------
+
+
+def validate_controller_revision(obj: Obj) -> list[Cause]:
+    causes = v.validate_object_meta(obj, True, v.name_is_dns_subdomain)
+    if obj.get("data") is None:
+        causes.append(v.required("data", "data is mandatory"))
+    return causes + v.non_negative("revision", obj.get("revision"))
+
+
+def validate_controller_revision_update(new: Obj, old: Obj) -> list[Cause]:
+    causes = _meta_update(new, old)
+    if new.get("data") != old.get("data"):
+        causes.append(v.invalid("data", new.get("data"), "field is immutable"))
+    return causes
+
+
+def controller_revision_row(obj: Obj) -> list[Any]:
+    """CONTROLLER is `kind.group/name` of the controlling owner, lower-cased, or `<none>`."""
+    ref = c.controller_of(obj)
+    controller = "<none>"
+    if ref is not None:
+        api_version = ref.get("apiVersion", "")
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        group_kind = f"{ref.get('kind', '')}.{group}" if group else ref.get("kind", "")
+        controller = (
+            f"{group_kind.lower()}/{ref.get('name', '')}"
+            if ref.get("kind")
+            else ref.get("name", "")
+        )
+    return [controller, obj.get("revision", 0), c.creation_age(obj)]
+
+
+CONTROLLER_REVISION = Kind(
+    group="apps",
+    version="v1",
+    kind="ControllerRevision",
+    plural="controllerrevisions",
+    namespaced=True,
+    validate=validate_controller_revision,
+    validate_update=validate_controller_revision_update,
+    columns=(
+        Column("Controller", description="Controller of the object"),
+        Column(
+            "Revision",
+            description="Revision indicates the revision of the state represented by Data.",
+        ),
+        _AGE,
+    ),
+    row=controller_revision_row,
+    schema_name="io.k8s.api.apps.v1.ControllerRevision",
+)
+
+KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, STATEFUL_SET, DAEMON_SET, CONTROLLER_REVISION)
