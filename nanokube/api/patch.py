@@ -15,6 +15,7 @@ live in `patch_json` and `patch_strategic`; this module is their public face.
 from __future__ import annotations
 
 from nanokube.api.patch_json import (
+    MAX_JSON_PATCH_COPY_BYTES,
     MAX_JSON_PATCH_OPERATIONS,
     RequestEntityTooLarge,
     copy_json,
@@ -27,6 +28,7 @@ from nanokube.api.patch_json import (
 from nanokube.api.patch_strategic import strategic_merge_patch
 
 __all__ = [
+    "MAX_JSON_PATCH_COPY_BYTES",
     "MAX_JSON_PATCH_OPERATIONS",
     "RequestEntityTooLarge",
     "copy_json",

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # Upstream caps a JSON patch at this many operations (`maxJSONPatchOperations`).
 MAX_JSON_PATCH_OPERATIONS = 10000
+# ...and the bytes its `copy` operations may add in total (`--json-patch-max-copy-bytes`).
+MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024
 
 REJECTED_MESSAGE = "the server rejected our request due to an error in our request"
 
@@ -153,9 +155,10 @@ def json_patch(original: Any, operations: Any) -> Any:
             f"got {len(operations)}"
         )
     doc = copy_json(original)
+    copied = [0]  # bytes added by `copy` so far, shared by the operations
     try:
         for op in operations:
-            doc = _apply_operation(doc, op or {})
+            doc = _apply_operation(doc, op or {}, copied)
     except _PatchFailed as exc:
         log.debug("json patch does not apply: %s", exc)
         raise Invalid(REJECTED_MESSAGE) from exc
@@ -188,7 +191,7 @@ def _string_field(op: dict[str, Any], name: str, kind: str) -> str:
     return value
 
 
-def _apply_operation(doc: Any, op: dict[str, Any]) -> Any:
+def _apply_operation(doc: Any, op: dict[str, Any], copied: list[int]) -> Any:
     kind = op.get("op")
     if not isinstance(kind, str):
         kind = "unknown"
@@ -224,6 +227,12 @@ def _apply_operation(doc: Any, op: dict[str, Any]) -> Any:
         value = _get(container, key, source, kind)
         path = _string_field(op, "path", kind)
         container, key = _find(doc, path, kind, "destination ")
+        copied[0] += len(orjson.dumps(value))
+        if copied[0] > MAX_JSON_PATCH_COPY_BYTES:
+            raise _PatchFailed(
+                "Unable to complete the copy, the accumulated size increase of copy is "
+                f"{copied[0]}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+            )
         _add(container, key, copy_json(value), path, kind)
     elif kind == "test":
         path = _string_field(op, "path", kind)

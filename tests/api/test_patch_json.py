@@ -50,6 +50,7 @@ def rejected(ops: list[dict[str, Any]], doc: Any = None) -> Invalid:
 
 def test_public_api_is_curated() -> None:
     assert set(patch.__all__) == {
+        "MAX_JSON_PATCH_COPY_BYTES",
         "MAX_JSON_PATCH_OPERATIONS",
         "RequestEntityTooLarge",
         "copy_json",
@@ -197,6 +198,14 @@ def test_copy_of_missing_member_copies_null_like_upstream() -> None:
         apply([{"op": "copy", "from": "/metadata/x", "path": "/metadata/y"}])["metadata"]["y"]
         is None
     )
+
+
+def test_copies_are_capped_at_3_mib_in_total() -> None:
+    doc = {"big": "x" * (1024 * 1024), "a": {}}
+    ops = [{"op": "copy", "from": "/big", "path": f"/a/{i}"} for i in range(2)]
+    assert len(apply(ops, doc)["a"]) == 2
+    err = rejected(ops * 2, doc)
+    assert "exceeding the limit 3145728" in str(err.__cause__)
 
 
 def test_move_failures() -> None:
