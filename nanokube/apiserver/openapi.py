@@ -67,6 +67,9 @@ UPSTREAM_FORMS: dict[str, Schema] = {
         "oneOf": [{"type": "string"}, {"type": "number"}]
     },
 }
+# Part of every document's hash: bump it when this module changes what it builds, since
+# clients may cache a document by its hash for good.
+LAYOUT_VERSION = 1
 CACHE_LIMIT = 64  # documents kept per registry (one per group-version, old hashes age out)
 
 
@@ -188,94 +191,71 @@ def _description(prop: str) -> str:
 
 
 def _param(name: str, where: str, description: str, type_: str = "string") -> Schema:
-    p: Schema = {"name": name, "in": where, "description": description, "schema": {"type": type_}}
+    p: Schema = {"name": name, "in": where, "description": description}
+    p["schema"] = {"type": type_, "uniqueItems": True}
     if where == "path":
         p["required"] = True
-        p["schema"]["uniqueItems"] = True
-    else:
-        p["schema"]["uniqueItems"] = True
     return p
 
 
+def _query(*specs: tuple[str, str, str]) -> list[Schema]:
+    return [_param(name, "query", description, type_) for name, type_, description in specs]
+
+
 PRETTY = _param("pretty", "query", "If 'true', then the output is pretty printed.")
-DRY_RUN = _param(
-    "dryRun", "query", "When present, indicates that modifications should not be persisted."
-)
-FIELD_MANAGER = _param("fieldManager", "query", "fieldManager is a name associated with the actor or entity that is making these changes.")  # fmt: skip
-FIELD_VALIDATION = _param(
-    "fieldValidation",
-    "query",
-    "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) "
-    "containing unknown or duplicate fields. Valid values are: - Ignore - Warn - Strict",
-)
-FORCE = _param("force", "query", 'Force is going to "force" Apply requests.', "boolean")
-LIST_PARAMS = [
-    _param(
-        "allowWatchBookmarks",
-        "query",
-        'allowWatchBookmarks requests watch events with type "BOOKMARK".',
-        "boolean",
-    ),  # fmt: skip
-    _param(
-        "continue",
-        "query",
-        "The continue option should be set when retrieving more results from the server.",
-    ),  # fmt: skip
-    _param(
-        "fieldSelector",
-        "query",
-        "A selector to restrict the list of returned objects by their fields.",
-    ),  # fmt: skip
-    _param(
-        "labelSelector",
-        "query",
-        "A selector to restrict the list of returned objects by their labels.",
-    ),  # fmt: skip
-    _param(
-        "limit",
-        "query",
-        "limit is a maximum number of responses to return for a list call.",
-        "integer",
-    ),  # fmt: skip
-    _param(
-        "resourceVersion",
-        "query",
-        "resourceVersion sets a constraint on what resource versions a request may be served from.",
-    ),  # fmt: skip
-    _param(
-        "resourceVersionMatch",
-        "query",
-        "resourceVersionMatch determines how resourceVersion is applied to list calls.",
-    ),  # fmt: skip
-    _param(
-        "sendInitialEvents",
-        "query",
-        "`sendInitialEvents=true` may be set together with `watch=true`.",
-        "boolean",
-    ),  # fmt: skip
-    _param("timeoutSeconds", "query", "Timeout for the list/watch call.", "integer"),
-    _param(
-        "watch",
-        "query",
-        "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.",
-        "boolean",
-    ),  # fmt: skip
-]
-DELETE_PARAMS = [
-    DRY_RUN,
-    _param(
-        "gracePeriodSeconds",
-        "query",
-        "The duration in seconds before the object should be deleted.",
-        "integer",
-    ),  # fmt: skip
-    _param("orphanDependents", "query", "Deprecated: please use the PropagationPolicy.", "boolean"),
-    _param("propagationPolicy", "query", "Whether and how garbage collection will be performed."),
-]
 NAME = _param("name", "path", "name of the resource")
 NAMESPACE = _param(
     "namespace", "path", "object name and auth scope, such as for teams and projects"
 )
+WRITE_PARAMS = _query(
+    ("dryRun", "string", "When present, indicates that modifications should not be persisted."),
+    ("fieldManager", "string", "a name associated with the actor making these changes."),
+    (
+        "fieldValidation",
+        "string",
+        "fieldValidation instructs the server on how to handle objects in the request "
+        "(POST/PUT/PATCH) containing unknown or duplicate fields: Ignore, Warn or Strict.",
+    ),
+)
+PATCH_PARAMS = [*WRITE_PARAMS, *_query(("force", "boolean", '"force" Apply requests.'))]
+LIST_PARAMS = _query(
+    ("allowWatchBookmarks", "boolean", 'requests watch events with type "BOOKMARK".'),
+    ("continue", "string", "continue a list from where a previous call stopped."),
+    ("fieldSelector", "string", "restrict the list of returned objects by their fields."),
+    ("labelSelector", "string", "restrict the list of returned objects by their labels."),
+    ("limit", "integer", "the maximum number of responses to return for a list call."),
+    ("resourceVersion", "string", "what resource versions a request may be served from."),
+    ("resourceVersionMatch", "string", "how resourceVersion is applied to list calls."),
+    ("sendInitialEvents", "boolean", "send the current objects first, with watch=true."),
+    ("timeoutSeconds", "integer", "Timeout for the list/watch call."),
+    ("watch", "boolean", "Watch for changes to the described resources."),
+)
+DELETE_PARAMS = [
+    WRITE_PARAMS[0],
+    *_query(
+        ("gracePeriodSeconds", "integer", "The seconds before the object should be deleted."),
+        ("orphanDependents", "boolean", "Deprecated: please use the PropagationPolicy."),
+        ("propagationPolicy", "string", "Whether and how garbage collection will be performed."),
+    ),
+]
+# Operations by x-kubernetes-action: (HTTP method, operationId verb, description).
+COLLECTION_OPS = {
+    "list": ("get", "list", "list or watch objects of kind {kind}"),
+    "post": ("post", "create", "create a {kind}"),
+    "deletecollection": ("delete", "delete{collection}", "delete collection of {kind}"),
+}
+ITEM_OPS = {
+    "get": ("get", "read", "read the specified {kind}"),
+    "put": ("put", "replace", "replace the specified {kind}"),
+    "patch": ("patch", "patch", "partially update the specified {kind}"),
+    "delete": ("delete", "delete", "delete a {kind}"),
+}
+SUB_DESCRIPTIONS = {
+    "get": "read {sub} of the specified {{kind}}",
+    "put": "replace {sub} of the specified {{kind}}",
+    "patch": "partially update {sub} of the specified {{kind}}",
+}
+VERB_ACTIONS = {"create": "post", "update": "put", "deletecollection": "deletecollection"}
 
 
 def _content(ref: str) -> Schema:
@@ -289,41 +269,6 @@ def _response(ref: str, *codes: str) -> Schema:
     return out
 
 
-@dataclass
-class _Names:
-    """The names one resource's operations are built from."""
-
-    kind: Kind
-    tag: str  # apps_v1
-    ref: str  # component name of the kind ("" if the schemas have none)
-    list_ref: str
-    gvk: dict[str, str] = field(default_factory=dict)
-
-
-def _camel_group(group: str) -> str:
-    if not group:
-        return "Core"
-    return "".join(w[:1].upper() + w[1:] for w in group.removesuffix(".k8s.io").split("."))
-
-
-def _op(
-    n: _Names, action: str, verb: str, description: str, gvk: dict[str, str], **extra: Any
-) -> Schema:
-    op: Schema = {
-        "tags": [n.tag],
-        "description": description,
-        "operationId": verb,
-        **extra,
-        "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": gvk,
-    }
-    return op
-
-
-def _write_body(ref: str) -> Schema:
-    return {"content": _content(ref), "required": True}
-
-
 def _patch_body(kind: Kind) -> Schema:
     """Custom resources take no strategic merge patch upstream; not listing it is what
     makes kubectl apply send them a JSON merge patch instead."""
@@ -332,93 +277,102 @@ def _patch_body(kind: Kind) -> Schema:
     return {"content": {t: patch for t in types}, "required": True}
 
 
-def _resource_paths(n: _Names, prefix: str) -> dict[str, Schema]:
-    """Upstream's paths of one resource: collection, item, and generic subresources."""
-    k = n.kind
-    scoped = "Namespaced" if k.namespaced else ""
-    base = (
-        f"{prefix}/namespaces/{{namespace}}/{k.plural}" if k.namespaced else f"{prefix}/{k.plural}"
-    )
-    scope_params = [NAMESPACE] if k.namespaced else []
-    gv = _camel_group(k.group) + k.version.capitalize()
-    verbs = set(k.verbs)
-    paths: dict[str, Schema] = {}
+def _camel_group(group: str) -> str:
+    if not group:
+        return "Core"
+    return "".join(w[:1].upper() + w[1:] for w in group.removesuffix(".k8s.io").split("."))
 
-    collection: Schema = {}
-    if "list" in verbs:
-        collection["get"] = _op(n, "list", f"list{gv}{scoped}{k.kind}", f"list or watch objects of kind {k.kind}", n.gvk, parameters=LIST_PARAMS, responses=_response(n.list_ref, "200"))  # fmt: skip
-    if "create" in verbs:
-        collection["post"] = _op(n, "post", f"create{gv}{scoped}{k.kind}", f"create a {k.kind}", n.gvk, parameters=[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION], requestBody=_write_body(n.ref), responses=_response(n.ref, "200", "201", "202"))  # fmt: skip
-    if "deletecollection" in verbs:
-        collection["delete"] = _op(n, "deletecollection", f"delete{gv}Collection{scoped}{k.kind}", f"delete collection of {k.kind}", n.gvk, parameters=[*DELETE_PARAMS, *LIST_PARAMS], requestBody=_write_body(META + "DeleteOptions"), responses=_response(META + "Status", "200"))  # fmt: skip
-    if collection:
-        paths[base] = {**collection, "parameters": [*scope_params, PRETTY]}
 
-    item: Schema = {}
-    if "get" in verbs:
-        item["get"] = _op(n, "get", f"read{gv}{scoped}{k.kind}", f"read the specified {k.kind}", n.gvk, responses=_response(n.ref, "200"))  # fmt: skip
-    if "update" in verbs:
-        item["put"] = _op(n, "put", f"replace{gv}{scoped}{k.kind}", f"replace the specified {k.kind}", n.gvk, parameters=[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION], requestBody=_write_body(n.ref), responses=_response(n.ref, "200", "201"))  # fmt: skip
-    if "patch" in verbs:
-        item["patch"] = _op(n, "patch", f"patch{gv}{scoped}{k.kind}", f"partially update the specified {k.kind}", n.gvk, parameters=[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE], requestBody=_patch_body(k), responses=_response(n.ref, "200", "201"))  # fmt: skip
-    if "delete" in verbs:
-        item["delete"] = _op(n, "delete", f"delete{gv}{scoped}{k.kind}", f"delete a {k.kind}", n.gvk, parameters=DELETE_PARAMS, requestBody=_write_body(META + "DeleteOptions"), responses=_response(META + "Status", "200", "202"))  # fmt: skip
-    if item:
-        paths[f"{base}/{{name}}"] = {**item, "parameters": [NAME, *scope_params, PRETTY]}
+def _tag(group: str, version: str) -> str:
+    return f"{group.removesuffix('.k8s.io').split('.')[0] or 'core'}_{version}"
 
-    for sub in ("status", "scale"):
-        if sub not in k.subresources:
-            continue
-        ref, gvk = (SCALE, SCALE_GVK) if sub == "scale" else (n.ref, n.gvk)
-        what = f"{sub} of the specified {k.kind}"
-        title = sub.capitalize()
-        paths[f"{base}/{{name}}/{sub}"] = {
-            "get": _op(
-                n,
-                "get",
-                f"read{gv}{scoped}{k.kind}{title}",
-                f"read {what}",
-                gvk,
-                responses=_response(ref, "200"),
-            ),  # fmt: skip
-            "put": _op(
-                n,
-                "put",
-                f"replace{gv}{scoped}{k.kind}{title}",
-                f"replace {what}",
-                gvk,
-                parameters=[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION],
-                requestBody=_write_body(ref),
-                responses=_response(ref, "200", "201"),
-            ),  # fmt: skip
-            "patch": _op(
-                n,
-                "patch",
-                f"patch{gv}{scoped}{k.kind}{title}",
-                f"partially update {what}",
-                gvk,
-                parameters=[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE],
-                requestBody=_patch_body(k),
-                responses=_response(ref, "200", "201"),
-            ),  # fmt: skip
-            "parameters": [NAME, *scope_params, PRETTY],
+
+@dataclass
+class _Resource:
+    """What one resource's operations are built from."""
+
+    kind: Kind
+    ref: str  # component name of the kind ("" if the schemas have none)
+    list_ref: str
+
+    def operation(self, action: str, op_id: str, description: str, sub: str = "") -> Schema:
+        """One operation as upstream declares it: parameters, body and responses by action."""
+        k, ref, gvk = self.kind, self.ref, _gvk(self.kind.group, self.kind.version, self.kind.kind)
+        if sub == "scale":
+            ref, gvk = SCALE, SCALE_GVK
+        body: Schema = {}
+        if action == "list":
+            body = {"parameters": LIST_PARAMS, "responses": _response(self.list_ref, "200")}
+        elif action == "get":
+            body = {"responses": _response(ref, "200")}
+        elif action in ("post", "put"):
+            codes: tuple[str, ...] = ("200", "201", "202") if action == "post" else ("200", "201")
+            request = {"content": _content(ref), "required": True}
+            body = {
+                "parameters": WRITE_PARAMS,
+                "requestBody": request,
+                "responses": _response(ref, *codes),
+            }
+        elif action == "patch":
+            body = {"parameters": PATCH_PARAMS, "requestBody": _patch_body(k)}
+            body["responses"] = _response(ref, "200", "201")
+        else:  # delete, deletecollection
+            params = DELETE_PARAMS if action == "delete" else [*DELETE_PARAMS, *LIST_PARAMS]
+            request = {"content": _content(META + "DeleteOptions"), "required": False}
+            codes = ("200", "202") if action == "delete" else ("200",)
+            body = {"parameters": params, "requestBody": request}
+            body["responses"] = _response(META + "Status", *codes)
+        return {
+            "tags": [_tag(k.group, k.version)],
+            "description": description.format(kind=k.kind),
+            "operationId": op_id,
+            **body,
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk,
         }
 
-    if k.namespaced and "list" in verbs:
-        # Upstream's cross-namespace list: `kubectl get -A`, and one of explain's paths.
-        paths[f"{prefix}/{k.plural}"] = {
-            "get": _op(
-                n,
-                "list",
-                f"list{gv}{k.kind}ForAllNamespaces",
-                f"list or watch objects of kind {k.kind}",
-                n.gvk,
-                parameters=LIST_PARAMS,
-                responses=_response(n.list_ref, "200"),
-            ),  # fmt: skip
-            "parameters": [PRETTY],
-        }
-    return paths
+    def paths(self, prefix: str) -> dict[str, Schema]:
+        """Upstream's paths: collection, item, generic subresources, all-namespaces list."""
+        k = self.kind
+        scope = "Namespaced" if k.namespaced else ""
+        gv = _camel_group(k.group) + k.version.capitalize()
+        base = (
+            f"{prefix}/namespaces/{{namespace}}/{k.plural}"
+            if k.namespaced
+            else f"{prefix}/{k.plural}"
+        )
+        scope_params = [NAMESPACE] if k.namespaced else []
+        actions = {VERB_ACTIONS.get(v, v) for v in k.verbs}
+        out: dict[str, Schema] = {}
+
+        def add(
+            path: str, ops: dict[str, tuple[str, str, str]], params: list[Schema], sub: str = ""
+        ) -> None:
+            item: Schema = {}
+            for action, (method, verb, description) in ops.items():
+                if sub or action in actions:
+                    op_id = verb.format(collection=gv + "Collection") + ("" if "{" in verb else gv)
+                    op_id += f"{scope}{k.kind}{sub.capitalize()}"
+                    item[method] = self.operation(action, op_id, description, sub)
+            if item:
+                out[path] = {**item, "parameters": params}
+
+        add(base, COLLECTION_OPS, [*scope_params, PRETTY])
+        add(f"{base}/{{name}}", ITEM_OPS, [NAME, *scope_params, PRETTY])
+        for sub in ("status", "scale"):
+            if sub in k.subresources:
+                ops = {
+                    a: (m, p, SUB_DESCRIPTIONS[a].format(sub=sub))
+                    for a, (m, p, _) in ITEM_OPS.items()
+                    if a in SUB_DESCRIPTIONS
+                }
+                add(f"{base}/{{name}}/{sub}", ops, [NAME, *scope_params, PRETTY], sub)
+        if k.namespaced and "list" in actions:
+            # Upstream's cross-namespace list (`kubectl get -A`), one of explain's paths.
+            description = COLLECTION_OPS["list"][2]
+            op = self.operation("list", f"list{gv}{k.kind}ForAllNamespaces", description)
+            out[f"{prefix}/{k.plural}"] = {"get": op, "parameters": [PRETTY]}
+        return out
 
 
 # --- documents --------------------------------------------------------------------------
@@ -448,7 +402,7 @@ def _gv_document(path: str, kinds: list[Kind]) -> Schema:
     group, version = kinds[0].group, kinds[0].version
     paths["/" + path + "/"] = {
         "get": {
-            "tags": [f"{group.removesuffix('.k8s.io').split('.')[0] or 'core'}_{version}"],
+            "tags": [_tag(group, version)],
             "description": "get available resources",
             "operationId": f"get{_camel_group(group)}{version.capitalize()}APIResources",
             "responses": _response(META + "APIResourceList", "200"),
@@ -467,9 +421,7 @@ def _gv_document(path: str, kinds: list[Kind]) -> Schema:
             wanted.update(n for n in (ref, list_ref) if n)
         if "scale" in k.subresources:
             wanted.add(SCALE)
-        tag = f"{k.group.removesuffix('.k8s.io').split('.')[0] or 'core'}_{k.version}"
-        names = _Names(k, tag, ref, list_ref, _gvk(k.group, k.version, k.kind))
-        paths.update(_resource_paths(names, "/" + path))
+        paths.update(_Resource(k, ref, list_ref).paths("/" + path))
     components = {name: _definition(name) for name in _closure(wanted)}
     components.update(extra)
     return {
@@ -480,7 +432,7 @@ def _gv_document(path: str, kinds: list[Kind]) -> Schema:
     }
 
 
-def _root_document(path: str, registry: Registry) -> Schema:
+def _root_document(path: str) -> Schema:
     """The discovery documents `api`, `apis` and `apis/GROUP`."""
     if path == "api":
         ref, op_id = META + "APIVersions", "getCoreAPIVersions"
@@ -503,7 +455,7 @@ def _root_document(path: str, registry: Registry) -> Schema:
 
 def _inputs_digest(path: str, kinds: list[Kind]) -> str:
     """Everything the document at `path` is built from, hashed (see the module docstring)."""
-    inputs: list[Any] = [schema.SCHEMA_VERSION, SERVER_VERSION, path]
+    inputs: list[Any] = [LAYOUT_VERSION, schema.SCHEMA_VERSION, SERVER_VERSION, path]
     for k in kinds:
         inputs.append(
             [
@@ -570,7 +522,7 @@ def v3_document(registry: Registry, path: str) -> bytes | None:
     if body is None:
         started = time.perf_counter()
         kinds = cache.kinds.get(path)
-        document = _gv_document(path, kinds) if kinds else _root_document(path, registry)
+        document = _gv_document(path, kinds) if kinds else _root_document(path)
         body = cache.documents[digest] = orjson.dumps(document)
         log.info(
             "built openapi path=%s bytes=%d ms=%.1f",
