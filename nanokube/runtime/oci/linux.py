@@ -62,7 +62,15 @@ def umount(target: str) -> bool:
 
 
 def is_mountpoint(path: str) -> bool:
-    return os.path.ismount(path)
+    """From the mount table: `os.path.ismount` misses a bind mount of a directory onto
+    itself (same device, and the inode is not the root's)."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            target = line.split(b" ", 5)[4]
+            if target.decode("unicode_escape") == path:
+                return True
+    return False
 
 
 def ensure_shared_dir(path: str) -> None:

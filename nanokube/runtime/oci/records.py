@@ -56,6 +56,8 @@ class ContainerRecord:
     cgroups_path: str
     started_at: float | None = None
     pid: int = 0
+    shim_pid: int = 0
+    """Alive for as long as the container has not been recorded as exited."""
 
 
 def write_json(path: str, data: Any) -> None:

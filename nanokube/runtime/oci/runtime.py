@@ -203,7 +203,7 @@ class OCIRuntime:
             oci = spec.build_spec(config, view, rootfs, rec.cgroups_path)
             records.write_json(os.path.join(bundle, "config.json"), oci)
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
-            rec.pid = await self._spawn_shim(rec, bundle)
+            rec.pid, rec.shim_pid = await self._spawn_shim(rec, bundle)
             records.save_container(os.path.join(bundle, "container.json"), rec)
         except BaseException:
             await self._cleanup_container(rec)
@@ -211,7 +211,7 @@ class OCIRuntime:
         log.info("container created id=%s sandbox=%s name=%s", cid, sandbox_id, config.name)
         return cid
 
-    async def _spawn_shim(self, rec: ContainerRecord, bundle: str) -> int:
+    async def _spawn_shim(self, rec: ContainerRecord, bundle: str) -> tuple[int, int]:
         conf = {
             "id": rec.id,
             "bundle": bundle,
@@ -242,12 +242,13 @@ class OCIRuntime:
             raise RuntimeFailure(f"container monitor failed: {out!r}") from None
         if "error" in report:
             raise RuntimeFailure(f"runc create failed: {report['error']}")
-        return int(report["pid"])
+        return int(report["pid"]), int(report["shim"])
 
     async def start_container(self, container_id: str) -> None:
         rec = self._load_container(container_id)
+        started = time.time()  # before: a quick container may exit before runc returns
         await self.runc.run("start", container_id)
-        rec.started_at = time.time()
+        rec.started_at = started
         records.save_container(self._container_file(container_id), rec)
 
     async def stop_container(self, container_id: str, timeout: float) -> None:
@@ -312,7 +313,7 @@ class OCIRuntime:
                 status.reason = "OOMKilled"
             else:
                 status.reason = "Completed" if status.exit_code == 0 else "Error"
-        elif not _alive(rec.pid):
+        elif not _alive(rec.shim_pid) and self._exit_record(container_id) is None:
             status.state = "unknown"
             status.reason = "Unknown"
             status.message = "the container's monitor exited without recording its exit"
@@ -488,7 +489,7 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether `pid` runs and is not a zombie (its shim reaps it promptly)."""
+    """Whether `pid` runs and is not a zombie."""
     if not pid:
         return False
     try:

@@ -8,7 +8,7 @@ interpreter starts in ~15 ms) by the OCI runtime for every container:
    container's init is reparented to it when ``runc create`` exits;
 2. it runs ``runc create`` with the container's stdout/stderr on pipes it keeps (or,
    for a tty, receives the pty master through ``--console-socket``);
-3. it reports ``{"pid": N}`` or ``{"error": "..."}`` as one JSON line on its stdout
+3. it reports ``{"pid": N, "shim": M}`` or ``{"error": "..."}`` as one JSON line on its stdout
    (the agent's pipe) and closes it;
 4. it copies the container's output into the log file in the CRI format the kubelet
    and ``kubectl logs`` read: ``2024-01-02T03:04:05.123456789Z stdout F text``
@@ -46,7 +46,7 @@ def main() -> None:
     except Exception as e:  # any failure must reach the agent, not a lost stderr
         _report({"error": str(e)})
         os._exit(1)
-    _report({"pid": pid})
+    _report({"pid": pid, "shim": os.getpid()})
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
