@@ -371,6 +371,10 @@ def validate_object_meta(
         )
     causes.extend(label_causes(meta.get("labels"), f"{path}.labels"))
     causes.extend(annotation_causes(meta.get("annotations"), f"{path}.annotations"))
+    for finalizer in meta.get("finalizers") or []:
+        causes.extend(
+            invalid(f"{path}.finalizers", finalizer, m) for m in qualified_name(finalizer)
+        )
     return causes
 
 
