@@ -415,3 +415,19 @@ def test_custom_resource_unknown_fields_follow_pruning() -> None:
         "spec.items[0].b",
         "other",
     ]
+
+
+def test_nullable_fields_accept_null() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"mode": {"type": "string", "enum": ["a"], "nullable": True}},
+    }
+    kind = Kind("example.com", "v1", "Thing", "things", True, custom_schema=schema)
+    assert validation.schema_causes(kind, {"mode": None}) == []
+    assert validation.schema_causes(kind, {"mode": "b"})[0].reason == "FieldValueNotSupported"
+
+
+def test_a_schema_python_cannot_compile_is_not_enforced() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<"}}}
+    kind = Kind("example.com", "v1", "Odd", "odds", True, custom_schema=schema)
+    assert validation.schema_causes(kind, {"a": 1}) == []
