@@ -378,11 +378,27 @@ def _builtin_split(kind: Kind, obj: Any) -> tuple[str, list[JsonSchemaValueExcep
     return name, _errors(_REFS[name], obj)
 
 
-def _raise_decode(kind: Kind, name: str, errors: list[JsonSchemaValueException]) -> None:
-    for error in errors:
-        if error.rule != "required":
-            detail = _decode_message(_builtin_defs(), name, error)
-            raise BadRequest(_decode_prefix(kind) + detail)
+def _raise_decode(kind: Kind, name: str, obj: Any, errors: list[JsonSchemaValueException]) -> None:
+    """Raise the decoding error Go would hit first: the first wrong value in the document."""
+    wrong = [e for e in errors if e.rule != "required"]
+    if wrong:
+        first = min(wrong, key=lambda e: _document_position(obj, _split_path(e.name or "data")))
+        raise BadRequest(_decode_prefix(kind) + _decode_message(_builtin_defs(), name, first))
+
+
+def _document_position(obj: Any, parts: list[str | int]) -> list[int]:
+    """Where `parts` is in the document, as indexes of keys and items along the way."""
+    position = []
+    for part in parts:
+        if isinstance(obj, dict) and part in obj:
+            position.append(list(obj).index(part))
+            obj = obj[part]
+        elif isinstance(obj, list) and isinstance(part, int) and part < len(obj):
+            position.append(part)
+            obj = obj[part]
+        else:  # a map key with dots split apart: rare, and only for the order
+            break
+    return position
 
 
 def decode_check(kind: Kind, obj: Any) -> None:
@@ -392,7 +408,7 @@ def decode_check(kind: Kind, obj: Any) -> None:
     """
     if kind.custom_schema is None:
         name, errors = _builtin_split(kind, obj)
-        _raise_decode(kind, name, errors)
+        _raise_decode(kind, name, obj, errors)
 
 
 # --- unknown fields --------------------------------------------------------------------
@@ -501,7 +517,7 @@ def schema_causes(kind: Kind, obj: Any) -> list[Cause]:
         errors = _errors(_custom_validator(kind.custom_schema), obj)
         return [c for e in errors for c in _custom_causes(e)]
     name, errors = _builtin_split(kind, obj)
-    _raise_decode(kind, name, errors)
+    _raise_decode(kind, name, obj, errors)
     return [c for e in errors for c in _required_causes(e, _builtin_defs(), name)]
 
 

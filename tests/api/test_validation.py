@@ -431,3 +431,12 @@ def test_a_schema_python_cannot_compile_is_not_enforced() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<"}}}
     kind = Kind("example.com", "v1", "Odd", "odds", True, custom_schema=schema)
     assert validation.schema_causes(kind, {"a": 1}) == []
+
+
+def test_the_first_wrong_value_in_the_document_is_reported_as_go_does() -> None:
+    obj = deployment()
+    obj["metadata"]["labels"]["n"] = 1  # metadata comes before spec in the document
+    obj["spec"]["replicas"] = "3"
+    assert "ObjectMeta.metadata.labels" in decode_error(DEPLOYMENT, obj)
+    obj = {"spec": {"paused": "no", "replicas": "3"}, "metadata": {"labels": {"n": 1}}}
+    assert "DeploymentSpec.spec.paused of type bool" in decode_error(DEPLOYMENT, obj)
