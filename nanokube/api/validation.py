@@ -204,7 +204,7 @@ def _reduce_custom(s: Any) -> Any:
     for key, value in s.items():
         if key == "properties":
             out[key] = {p: _reduce_custom(v) for p, v in value.items()}
-        elif key in ("required", "enum", "type", "pattern") or key in INT_RANGES:
+        elif key in ("required", "enum", "type", "pattern"):
             out[key] = value
         elif key in _CUSTOM_VALIDATING:
             out[key] = (
@@ -216,11 +216,10 @@ def _reduce_custom(s: Any) -> Any:
         out["type"] = ["integer", "string"]
         out.pop("anyOf", None)
     if s.get("nullable"):
-        if "type" in out:
-            out["type"] = [
-                *(out["type"] if isinstance(out["type"], list) else [out["type"]]),
-                "null",
-            ]
+        if isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        elif "type" in out:
+            out["type"] = [*out["type"], "null"]
         if "enum" in out:
             out["enum"] = [*out["enum"], None]
     return out
