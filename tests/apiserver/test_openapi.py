@@ -415,3 +415,38 @@ def _yaml_deployment() -> dict[str, Any]:
 
     result: dict[str, Any] = yaml.safe_load(DEPLOYMENT_YAML)
     return result
+
+
+WIDGET_YAML = """
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, namespace: default}
+spec: {size: 2}
+"""
+
+
+@needs_kubectl
+async def test_kubectl_apply_sends_custom_resources_a_merge_patch(
+    fake: tuple[FakeServer, str], tmp_path: Path
+) -> None:
+    server, url = fake
+    live: dict[str, Any] = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "default", "resourceVersion": "1"},
+        "spec": {"size": 2},
+    }
+    applied = {k: v for k, v in live.items() if k != "metadata"}
+    applied["metadata"] = {"name": "w", "namespace": "default"}
+    live["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": orjson.dumps(applied).decode()
+    }
+    server.objects["/apis/example.com/v1/namespaces/default/widgets/w"] = live
+    rc, out, err = await kubectl(
+        url, tmp_path, "apply", "-f", "-", stdin=WIDGET_YAML.replace("size: 2", "size: 5")
+    )
+    assert rc == 0, err
+    patches = [r for r in server.requests if r[0] == "PATCH"]
+    assert [p[2] for p in patches] == ["application/merge-patch+json"]
+    assert "fieldValidation=Strict" in patches[0][1]
+    assert orjson.loads(patches[0][3])["spec"] == {"size": 5}
