@@ -43,11 +43,12 @@ def list_options(kind: Kind, q: Any) -> ListOptions:
     """List and watch options from the query: selectors compiled into one filter."""
     matchers = []
     if q.get("labelSelector"):
-        label_match = selectors.parse_label_selector(q["labelSelector"])
-        matchers.append(lambda o: label_match(o.get("metadata", {}).get("labels") or {}))
+        label_selector = selectors.parse_label_selector(q["labelSelector"])
+        if not label_selector.empty:
+            matchers.append(label_selector.matches_object)
     if q.get("fieldSelector"):
         getters = {**_BASE_FIELDS, **kind.field_selectors}
-        matchers.append(selectors.parse_field_selector(q["fieldSelector"], getters))
+        matchers.append(selectors.compile_field_selector(q["fieldSelector"], getters))
     match = None
     if len(matchers) == 1:
         match = matchers[0]

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from nanokube.api import errors, labels_from, meta
+from nanokube.api import errors, meta, selectors
 from nanokube.api.kinds import Kind
 from nanokube.api.patch_json import json_merge_patch, json_patch
 from nanokube.api.patch_strategic import strategic_merge_patch
@@ -104,7 +104,7 @@ def scale_of(kind: Kind, obj: Obj) -> Obj:
         "spec": {"replicas": meta.get_path(obj, kind.scale.spec_replicas, 0)},
         "status": {
             "replicas": meta.get_path(obj, kind.scale.status_replicas, 0),
-            "selector": labels_from.selector_string(selector) if selector else "",
+            "selector": str(selectors.label_selector_from_object(selector)) if selector else "",
         },
     }
 

@@ -97,20 +97,20 @@ def build_app(config: APIServerConfig) -> APIServer:
     registry = Registry(builtin_kinds())
     cache = WatchCache(config.store)
     resources = ResourceStore(config.store, cache, config.service_cidr)
-    handler = ResourceHandler(registry, resources)
+    resource_handler = ResourceHandler(registry, resources)
     disco = discovery.Discovery(registry)
     version_body = codec.json_response(version_info()).body
     tls = bool(config.cert_file)
 
     @web.middleware
-    async def middleware(request: web.Request, next_handler: Any) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             if tls:
                 user = _user_of(request)
                 if user is None and request.path not in ANONYMOUS_PATHS:
                     raise errors.Unauthorized("Unauthorized")
                 request["user"] = user
-            return await next_handler(request)
+            return await handler(request)
         except errors.StatusError as e:
             return codec.status_response(e)
         except web.HTTPException:
@@ -119,7 +119,7 @@ def build_app(config: APIServerConfig) -> APIServer:
             log.exception("request failed method=%s path=%s", request.method, request.path)
             return codec.status_response(errors.StatusError("Internal error occurred"))
 
-    def health(request: web.Request) -> web.Response:
+    async def health(request: web.Request) -> web.Response:
         if not cache.ready.is_set():
             return web.Response(status=500, text="[-]watch-cache not ready\n")
         if "verbose" in request.query:
@@ -161,7 +161,7 @@ def build_app(config: APIServerConfig) -> APIServer:
             if body is None:
                 raise errors.NotFound("the server could not find the requested resource")
             return web.Response(body=body, content_type="application/json")
-        return await handler.handle(request, info)
+        return await resource_handler.handle(request, info)
 
     app = web.Application(middlewares=[middleware], client_max_size=16 * 1024 * 1024)
     for path in ("/healthz", "/livez", "/readyz"):
@@ -174,7 +174,7 @@ def build_app(config: APIServerConfig) -> APIServer:
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/{path:.*}", openapi_v3)
     app.router.add_route("*", "/{tail:.*}", resources_route)
-    return APIServer(config, registry, cache, resources, handler, disco, app)
+    return APIServer(config, registry, cache, resources, resource_handler, disco, app)
 
 
 def ssl_context(config: APIServerConfig) -> ssl.SSLContext | None:
