@@ -34,7 +34,7 @@ class Cause:
     reason: str = "FieldValueInvalid"
 
     def to_dict(self) -> dict[str, str]:
-        return {"reason": self.reason, "message": f"{self.field}: {self.message}", "field": self.field}
+        return {"reason": self.reason, "message": self.message, "field": self.field}
 
 
 class StatusError(Exception):
