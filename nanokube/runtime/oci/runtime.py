@@ -221,20 +221,21 @@ class OCIRuntime:
             "pid_file": os.path.join(bundle, "pid"),
             "exit_file": os.path.join(bundle, "exit.json"),
             "log_path": rec.log_path,
-            "tty": rec.config.tty,
+            "tty": "1" if rec.config.tty else "0",
             "console_socket": os.path.join(bundle, "console.sock"),
             "oom_control": cgroups.oom_control(rec.cgroups_path),
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",
-            "-S",
-            shim.__file__,
-            json.dumps(conf),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=open(os.path.join(bundle, "shim.log"), "ab"),  # noqa: SIM115
-        )
+        with open(os.path.join(bundle, "shim.log"), "ab") as shim_log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-S",
+                shim.__file__,
+                *(f"{k}={v}" for k, v in conf.items()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=shim_log,
+            )
         out, _ = await proc.communicate()
         try:
             report = json.loads(out)
