@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
 from nanokube.api import errors, protobuf
 
@@ -70,18 +71,19 @@ def _load_yaml(raw: bytes) -> Any:
 def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     headers = None
     if warnings:
-        headers = [("Warning", f'299 - "{w}"') for w in warnings]
+        headers = [("Warning", f'299 - "{_quote(w)}"') for w in warnings]
     return web.Response(
         body=orjson.dumps(obj), status=status, content_type=JSON_CT, headers=_multi(headers)
     )
 
 
-def _multi(headers: list[tuple[str, str]] | None) -> Any:
-    if not headers:
-        return None
-    from multidict import CIMultiDict
+def _quote(text: str) -> str:
+    """A warning's text as an RFC 7230 quoted-string body."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
-    return CIMultiDict(headers)
+
+def _multi(headers: list[tuple[str, str]] | None) -> CIMultiDict[str] | None:
+    return CIMultiDict(headers) if headers else None
 
 
 def status_response(err: errors.StatusError) -> web.Response:
