@@ -27,7 +27,7 @@ def pod(*containers: Obj, **spec: Any) -> Obj:
 
 
 def messages(causes: list[Any]) -> list[str]:
-    return [c.to_dict()["message"] for c in causes]
+    return [f"{c.field}: {c.message}" for c in causes]
 
 
 # --- defaults ---------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_invalid_name_reads_as_upstreams_cause() -> None:
     [cause] = v.validate_object_meta(obj, True)
     assert cause.to_dict() == {
         "reason": "FieldValueInvalid",
-        "message": f'metadata.name: Invalid value: "Bad_Name": {SUBDOMAIN_MSG}',
+        "message": f'Invalid value: "Bad_Name": {SUBDOMAIN_MSG}',
         "field": "metadata.name",
     }
 
@@ -201,7 +201,10 @@ def test_meta_update_keeps_identity() -> None:
     old = {"metadata": {"name": "a", "namespace": "d", "uid": "1"}}
     new = {"metadata": {"name": "b", "namespace": "d", "uid": "1"}}
     [cause] = v.validate_object_meta_update(new, old)
-    assert cause.to_dict()["message"] == 'metadata.name: Invalid value: "b": field is immutable'
+    assert (cause.field, cause.message) == (
+        "metadata.name",
+        'Invalid value: "b": field is immutable',
+    )
 
 
 # --- label selectors -------------------------------------------------------------------
@@ -217,7 +220,7 @@ def test_label_selector_causes() -> None:
         ],
     }
     causes = v.label_selector_causes(selector, "spec.selector")
-    assert [c.to_dict()["message"] for c in causes] == [
+    assert [f"{c.field}: {c.message}" for c in causes] == [
         "spec.selector.matchExpressions[0].values: Required value: "
         "must be specified when `operator` is 'In' or 'NotIn'",
         "spec.selector.matchExpressions[1].values: Forbidden: "
