@@ -147,7 +147,7 @@ def test_namespace_name_is_immutable() -> None:
 # --- Service ------------------------------------------------------------------------------
 
 
-SVC = {
+SVC: Obj = {
     "metadata": {"name": "web", "namespace": "default"},
     "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
 }
@@ -236,7 +236,7 @@ def test_service_rows() -> None:
 
 
 def test_endpoints_row_and_validation() -> None:
-    ep = {
+    ep: Obj = {
         "metadata": {"name": "web", "namespace": "d"},
         "subsets": [
             {
@@ -396,7 +396,7 @@ def test_node_updates() -> None:
 # --- Event ------------------------------------------------------------------------------
 
 
-EVENT = {
+EVENT: Obj = {
     "metadata": {"name": "web.17a", "namespace": "default"},
     "involvedObject": {
         "kind": "Pod",
@@ -461,7 +461,7 @@ def test_event_namespace_must_match_its_object() -> None:
 # --- PersistentVolume and PersistentVolumeClaim ----------------------------------------
 
 
-PV = {
+PV: Obj = {
     "metadata": {"name": "pv1"},
     "spec": {
         "capacity": {"storage": "1Gi"},
@@ -494,7 +494,7 @@ def test_persistent_volume() -> None:
     ]
 
 
-PVC = {
+PVC: Obj = {
     "metadata": {"name": "data", "namespace": "d"},
     "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
 }
@@ -566,7 +566,7 @@ def test_claims_are_immutable_but_may_be_bound_and_grown() -> None:
 
 
 def test_limit_range() -> None:
-    lr = {
+    lr: Obj = {
         "metadata": {"name": "limits", "namespace": "d"},
         "spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"cpu": "100m"}}]},
     }
@@ -611,7 +611,7 @@ def test_resource_quota() -> None:
 # --- PodTemplate and ReplicationController ---------------------------------------------
 
 
-TEMPLATE = {
+TEMPLATE: Obj = {
     "metadata": {"labels": {"app": "web"}},
     "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]},
 }

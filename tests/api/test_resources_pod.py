@@ -70,7 +70,7 @@ def test_image_pull_policy_follows_the_tag() -> None:
 
 
 def test_probe_volume_and_env_defaults() -> None:
-    spec = {
+    spec: Obj = {
         "containers": [
             {
                 "name": "c",
@@ -297,7 +297,7 @@ def test_init_container_names_clash_with_app_containers() -> None:
 
 
 def test_template_validation_reports_at_the_template_path() -> None:
-    template = {
+    template: Obj = {
         "metadata": {"labels": {"app": "bad value"}},
         "spec": {"containers": [{"name": "c"}]},
     }
