@@ -16,7 +16,7 @@ reimplemented over plain dicts:
 - rows are upstream's printer cells after NAME, wide columns included (the
   client hides them unless `-o wide`).
 
-Deployment, ReplicaSet and StatefulSet serve `/scale` (replicas at
+StatefulSet is declared in `apps_statefulset`. Deployment, ReplicaSet and StatefulSet serve `/scale` (replicas at
 `spec.replicas`, `status.replicas`, selector at `spec.selector`).
 """
 
@@ -29,48 +29,17 @@ from nanokube.api.errors import Cause
 from nanokube.api.kinds import Column, Kind, Scale
 from nanokube.api.meta import get_path
 from nanokube.api.resources import apps_common as c
-from nanokube.api.resources.pod import default_pod_spec, validate_pod_template
+from nanokube.api.resources import apps_statefulset
 
 Obj = dict[str, Any]
 
-_AGE = Column(
-    "Age",
-    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
-)
-_CONTAINERS = Column(
-    "Containers", priority=1, description="Names of each container in the template."
-)
-_IMAGES = Column(
-    "Images", priority=1, description="Images referenced by each container in the template."
-)
 _SELECTOR = Column("Selector", priority=1, description="Label selector for pods.")
 _READY = Column("Ready", description="Number of the pod with ready state")
 
 
-def _spec(obj: Obj) -> Obj:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        spec = obj["spec"] = {}
-    return spec
-
-
-def _default_template(spec: Obj) -> None:
-    pod_spec = get_path(spec, ("template", "spec"))
-    if isinstance(pod_spec, dict):
-        default_pod_spec(pod_spec)
-
-
-def _template_causes(spec: Obj, path: str = "spec") -> list[Cause]:
-    return validate_pod_template(spec.get("template") or {}, f"{path}.template")
-
-
-def _meta_update(new: Obj, old: Obj) -> list[Cause]:
-    return v.validate_object_meta_update(new, old)
-
-
 def _replica_set_template_causes(spec: Obj, kind_word: str) -> list[Cause]:
     """`ValidatePodTemplateSpecForReplicaSet`: labels match, pod template, Always, no deadline."""
-    causes = c.template_labels_cause(spec, "spec") + _template_causes(spec)
+    causes = c.template_labels_cause(spec, "spec") + c.template_causes(spec)
     causes += c.restart_always_causes(spec, "spec")
     deadline = get_path(spec, ("template", "spec", "activeDeadlineSeconds"))
     if deadline is not None:
@@ -89,7 +58,7 @@ def _replica_set_template_causes(spec: Obj, kind_word: str) -> list[Cause]:
 
 def default_deployment(obj: Obj) -> None:
     """`SetDefaults_Deployment`: one replica, a 25%/25% rolling update, 10 revisions, 600 s."""
-    spec = _spec(obj)
+    spec = c.ensure_spec(obj)
     spec.setdefault("replicas", 1)
     strategy = spec.get("strategy")
     if not isinstance(strategy, dict):
@@ -103,7 +72,7 @@ def default_deployment(obj: Obj) -> None:
         rolling.setdefault("maxSurge", "25%")
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
-    _default_template(spec)
+    c.default_template(spec)
 
 
 def _deployment_strategy_causes(strategy: Obj) -> list[Cause]:
@@ -160,7 +129,7 @@ def validate_deployment(obj: Obj) -> list[Cause]:
 
 
 def validate_deployment_update(new: Obj, old: Obj) -> list[Cause]:
-    return _meta_update(new, old) + c.immutable_selector(new, old)
+    return c.meta_update(new, old) + c.immutable_selector(new, old)
 
 
 def deployment_row(obj: Obj) -> list[Any]:
@@ -200,9 +169,9 @@ DEPLOYMENT = Kind(
             "Available",
             description="Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
         ),
-        _AGE,
-        _CONTAINERS,
-        _IMAGES,
+        c.AGE,
+        c.CONTAINERS,
+        c.IMAGES,
         _SELECTOR,
     ),
     row=deployment_row,
@@ -215,9 +184,9 @@ DEPLOYMENT = Kind(
 
 
 def default_replica_set(obj: Obj) -> None:
-    spec = _spec(obj)
+    spec = c.ensure_spec(obj)
     spec.setdefault("replicas", 1)
-    _default_template(spec)
+    c.default_template(spec)
 
 
 def validate_replica_set(obj: Obj) -> list[Cause]:
@@ -230,7 +199,7 @@ def validate_replica_set(obj: Obj) -> list[Cause]:
 
 
 def validate_replica_set_update(new: Obj, old: Obj) -> list[Cause]:
-    return _meta_update(new, old) + c.immutable_selector(new, old)
+    return c.meta_update(new, old) + c.immutable_selector(new, old)
 
 
 def replica_set_row(obj: Obj) -> list[Any]:
@@ -270,9 +239,9 @@ REPLICA_SET = Kind(
         Column(
             "Ready", "integer", description="The number of ready replicas for this replica set."
         ),
-        _AGE,
-        _CONTAINERS,
-        _IMAGES,
+        c.AGE,
+        c.CONTAINERS,
+        c.IMAGES,
         _SELECTOR,
     ),
     row=replica_set_row,
@@ -281,183 +250,12 @@ REPLICA_SET = Kind(
 )
 
 
-# --- StatefulSet ---------------------------------------------------------------------
-
-_STS_MUTABLE = (
-    "replicas",
-    "ordinals",
-    "template",
-    "updateStrategy",
-    "revisionHistoryLimit",
-    "persistentVolumeClaimRetentionPolicy",
-    "minReadySeconds",
-)
-_STS_FORBIDDEN = (
-    "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
-    "'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and "
-    "'minReadySeconds' are forbidden"
-)
-
-
-def default_stateful_set(obj: Obj) -> None:
-    """`SetDefaults_StatefulSet`, and the PVC defaults its claim templates get."""
-    spec = _spec(obj)
-    spec.setdefault("podManagementPolicy", "OrderedReady")
-    strategy = spec.get("updateStrategy")
-    if not isinstance(strategy, dict):
-        strategy = spec["updateStrategy"] = {}
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-        if not isinstance(strategy.get("rollingUpdate"), dict):
-            strategy["rollingUpdate"] = {}
-    if strategy["type"] == "RollingUpdate" and isinstance(strategy.get("rollingUpdate"), dict):
-        strategy["rollingUpdate"].setdefault("partition", 0)
-    policy = spec.get("persistentVolumeClaimRetentionPolicy")
-    if not isinstance(policy, dict):
-        policy = spec["persistentVolumeClaimRetentionPolicy"] = {}
-    policy.setdefault("whenDeleted", "Retain")
-    policy.setdefault("whenScaled", "Retain")
-    spec.setdefault("replicas", 1)
-    spec.setdefault("revisionHistoryLimit", 10)
-    for claim in spec.get("volumeClaimTemplates") or []:
-        if isinstance(claim, dict):
-            claim_spec = claim.setdefault("spec", {})
-            if isinstance(claim_spec, dict):
-                claim_spec.setdefault("volumeMode", "Filesystem")
-            status = claim.setdefault("status", {})
-            if isinstance(status, dict):
-                status.setdefault("phase", "Pending")
-    _default_template(spec)
-
-
-def _sts_strategy_causes(strategy: Obj) -> list[Cause]:
-    path = "spec.updateStrategy"
-    kind = strategy.get("type") or ""
-    rolling = strategy.get("rollingUpdate")
-    if kind == "":
-        return [v.required(path)]
-    if kind == "OnDelete":
-        if rolling is not None:
-            return [
-                v.invalid(
-                    f"{path}.rollingUpdate",
-                    rolling,
-                    "only allowed for updateStrategy 'RollingUpdate'",
-                )
-            ]
-        return []
-    if kind != "RollingUpdate":
-        return [v.invalid(path, strategy, "must be 'RollingUpdate' or 'OnDelete'")]
-    if not isinstance(rolling, dict):
-        return []
-    causes = v.non_negative(f"{path}.rollingUpdate.partition", rolling.get("partition"))
-    if "maxUnavailable" in rolling:
-        mu = rolling["maxUnavailable"]
-        causes += c.positive_int_or_percent(f"{path}.rollingUpdate.maxUnavailable", mu)
-        if c.int_or_percent_value(mu)[0] == 0:
-            causes.append(
-                c.invalid_go(
-                    f"{path}.rollingUpdate.maxUnavailable",
-                    c.go_int_or_string(mu),
-                    "must be greater than 0",
-                )
-            )
-        causes += c.not_more_than_100_percent(f"{path}.rollingUpdate.maxUnavailable", mu)
-    return causes
-
-
-def validate_stateful_set(obj: Obj) -> list[Cause]:
-    """`ValidateStatefulSet`: a DNS-label name (pods are NAME-ORDINAL), policy, strategy, template."""
-    spec = obj.get("spec") or {}
-    causes = v.validate_object_meta(obj, True, v.name_is_dns_label)
-    policy = spec.get("podManagementPolicy") or ""
-    if policy == "":
-        causes.append(v.required("spec.podManagementPolicy"))
-    elif policy not in ("OrderedReady", "Parallel"):
-        causes.append(
-            v.invalid("spec.podManagementPolicy", policy, "must be 'OrderedReady' or 'Parallel'")
-        )
-    causes += _sts_strategy_causes(spec.get("updateStrategy") or {})
-    causes += c.non_negative_fields(spec, "spec", "revisionHistoryLimit", "replicas")
-    causes += v.non_negative("spec.ordinals.start", get_path(spec, ("ordinals", "start")))
-    causes += c.selector_causes(spec, "spec", "statefulset")
-    causes += c.template_labels_cause(spec, "spec") + _template_causes(spec)
-    causes += c.restart_always_causes(spec, "spec")
-    if get_path(spec, ("template", "spec", "activeDeadlineSeconds")) is not None:
-        causes.append(
-            v.forbidden(
-                "spec.template.spec.activeDeadlineSeconds",
-                "activeDeadlineSeconds in StatefulSet is not Supported",
-            )
-        )
-    causes += c.non_negative_fields(spec, "spec", "minReadySeconds")
-    retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
-    for key in ("whenDeleted", "whenScaled"):
-        if retention.get(key) not in ("Retain", "Delete"):
-            causes.append(
-                v.not_supported(
-                    f"spec.persistentVolumeClaimRetentionPolicy.{key}",
-                    retention.get(key),
-                    ["Retain", "Delete"],
-                )
-            )
-    service = spec.get("serviceName")
-    if service:
-        causes += [v.invalid("spec.serviceName", service, m) for m in v.dns1035_label(service)]
-    return causes
-
-
-def _significant(spec: Obj) -> Obj:
-    return {
-        k: val for k, val in spec.items() if k not in _STS_MUTABLE and val not in (None, [], {})
-    }
-
-
-def validate_stateful_set_update(new: Obj, old: Obj) -> list[Cause]:
-    """Only the fields in `_STS_MUTABLE` may change; the selector is one of the others."""
-    causes = _meta_update(new, old)
-    if _significant(new.get("spec") or {}) != _significant(old.get("spec") or {}):
-        causes.append(v.forbidden("spec", _STS_FORBIDDEN))
-    return causes
-
-
-def stateful_set_row(obj: Obj) -> list[Any]:
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
-    return [
-        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
-        c.creation_age(obj),
-        names,
-        images,
-    ]
-
-
-STATEFUL_SET = Kind(
-    group="apps",
-    version="v1",
-    kind="StatefulSet",
-    plural="statefulsets",
-    namespaced=True,
-    short_names=("sts",),
-    categories=("all",),
-    subresources=("status", "scale"),
-    has_status=True,
-    defaults=default_stateful_set,
-    validate=validate_stateful_set,
-    validate_update=validate_stateful_set_update,
-    columns=(_READY, _AGE, _CONTAINERS, _IMAGES),
-    row=stateful_set_row,
-    scale=Scale(),
-    schema_name="io.k8s.api.apps.v1.StatefulSet",
-)
-
-
 # --- DaemonSet -----------------------------------------------------------------------
 
 
 def default_daemon_set(obj: Obj) -> None:
     """`SetDefaults_DaemonSet`: rolling update, one unavailable at a time, no surge."""
-    spec = _spec(obj)
+    spec = c.ensure_spec(obj)
     strategy = spec.get("updateStrategy")
     if not isinstance(strategy, dict):
         strategy = spec["updateStrategy"] = {}
@@ -469,7 +267,7 @@ def default_daemon_set(obj: Obj) -> None:
         rolling.setdefault("maxUnavailable", 1)
         rolling.setdefault("maxSurge", 0)
     spec.setdefault("revisionHistoryLimit", 10)
-    _default_template(spec)
+    c.default_template(spec)
 
 
 def _daemon_set_strategy_causes(strategy: Obj) -> list[Cause]:
@@ -524,7 +322,7 @@ def validate_daemon_set(obj: Obj) -> list[Cause]:
                 "spec.selector", c.go_label_selector(sel), "empty selector is invalid for daemonset"
             )
         )
-    causes += _template_causes(spec)
+    causes += c.template_causes(spec)
     causes += c.restart_always_causes(spec, "spec")
     deadline = get_path(spec, ("template", "spec", "activeDeadlineSeconds"))
     if deadline is not None:
@@ -541,7 +339,7 @@ def validate_daemon_set(obj: Obj) -> list[Cause]:
 
 
 def validate_daemon_set_update(new: Obj, old: Obj) -> list[Cause]:
-    return _meta_update(new, old) + c.immutable_selector(new, old)
+    return c.meta_update(new, old) + c.immutable_selector(new, old)
 
 
 def daemon_set_row(obj: Obj) -> list[Any]:
@@ -605,9 +403,9 @@ DAEMON_SET = Kind(
             "Node Selector",
             description="NodeSelector is a selector which must be true for the pod to fit on a node.",
         ),
-        _AGE,
-        _CONTAINERS,
-        _IMAGES,
+        c.AGE,
+        c.CONTAINERS,
+        c.IMAGES,
         _SELECTOR,
     ),
     row=daemon_set_row,
@@ -626,7 +424,7 @@ def validate_controller_revision(obj: Obj) -> list[Cause]:
 
 
 def validate_controller_revision_update(new: Obj, old: Obj) -> list[Cause]:
-    causes = _meta_update(new, old)
+    causes = c.meta_update(new, old)
     if new.get("data") != old.get("data"):
         causes.append(v.invalid("data", new.get("data"), "field is immutable"))
     return causes
@@ -662,10 +460,12 @@ CONTROLLER_REVISION = Kind(
             "Revision",
             description="Revision indicates the revision of the state represented by Data.",
         ),
-        _AGE,
+        c.AGE,
     ),
     row=controller_revision_row,
     schema_name="io.k8s.api.apps.v1.ControllerRevision",
 )
+
+STATEFUL_SET = apps_statefulset.STATEFUL_SET
 
 KINDS: tuple[Kind, ...] = (DEPLOYMENT, REPLICA_SET, STATEFUL_SET, DAEMON_SET, CONTROLLER_REVISION)

@@ -16,13 +16,52 @@ from typing import Any
 
 from nanokube.api import validators as v
 from nanokube.api.errors import Cause
+from nanokube.api.kinds import Column
 from nanokube.api.meta import age, get_path
+from nanokube.api.resources.pod import default_pod_spec, validate_pod_template
 
 Obj = dict[str, Any]
 
 SELECTOR_MISMATCH = "`selector` does not match template `labels`"
 PERCENT_FMT = "[0-9]+%"
 PERCENT_MSG = "a valid percent string must be a numeric string followed by an ending '%'"
+
+AGE = Column(
+    "Age",
+    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
+)
+CONTAINERS = Column(
+    "Containers", priority=1, description="Names of each container in the template."
+)
+IMAGES = Column(
+    "Images", priority=1, description="Images referenced by each container in the template."
+)
+
+
+# --- the spec and its pod template ---------------------------------------------------
+
+
+def ensure_spec(obj: Obj) -> Obj:
+    """The object's spec, created empty if absent (defaulting needs somewhere to write)."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        spec = obj["spec"] = {}
+    return spec
+
+
+def default_template(spec: Obj) -> None:
+    """Pod defaults for `spec.template.spec`, as upstream's generated defaulters apply them."""
+    pod_spec = get_path(spec, ("template", "spec"))
+    if isinstance(pod_spec, dict):
+        default_pod_spec(pod_spec)
+
+
+def template_causes(spec: Obj, path: str = "spec") -> list[Cause]:
+    return validate_pod_template(spec.get("template") or {}, f"{path}.template")
+
+
+def meta_update(new: Obj, old: Obj) -> list[Cause]:
+    return v.validate_object_meta_update(new, old)
 
 
 # --- Go spellings of values --------------------------------------------------------
