@@ -55,6 +55,10 @@ def _no_defaults(obj: Obj) -> None:
     return None
 
 
+def _no_update(new: Obj, old: Obj) -> None:
+    return None
+
+
 def _no_causes(obj: Obj) -> list[Cause]:
     return []
 
@@ -76,8 +80,9 @@ class Kind:
     create after status is reset (e.g. a pod starts in phase Pending).
     `validate` returns the semantic causes beyond the JSON schema, and
     `validate_update` those of an update (immutable fields). `row` returns the
-    table cells for `columns` (every column after NAME, which the server adds;
-    an "Age" cell is `meta.age(creationTimestamp)`, as upstream's printers give).
+    table cells for `columns`: every column after NAME, which the server adds
+    first unless `columns` places a column of format "name" itself (events
+    print NAME last); an "Age" cell is `meta.age(creationTimestamp)`.
     """
 
     group: str
@@ -105,6 +110,9 @@ class Kind:
     graceful_deletion: bool = False
     defaults: Callable[[Obj], None] = _no_defaults
     prepare_create: Callable[[Obj], None] = _no_defaults
+    # Upstream's PrepareForUpdate: carry over what an update may leave out
+    # (a Service's allocated clusterIP), given (new, old), before validation.
+    prepare_update: Callable[[Obj, Obj], None] = _no_update
     validate: Callable[[Obj], list[Cause]] = _no_causes
     validate_update: Callable[[Obj, Obj], list[Cause]] = _no_update_causes
     columns: tuple[Column, ...] = (Column("Age", "string"),)

@@ -267,6 +267,7 @@ class ResourceStore:
             raise errors.conflict(kind.plural, name, kind.group)
         new = self._merge_update(kind, old, obj, subresource)
         if subresource != "status":
+            kind.prepare_update(new, old)
             admit(kind, new, old, opts.field_validation, warnings)
         return await self._write_update(kind, namespace, name, old, new, opts)
 

@@ -29,12 +29,19 @@ def wants_table(accept: str) -> bool:
     return "as=Table" in accept
 
 
+def _places_name(kind: Kind) -> bool:
+    return any(c.format == "name" for c in kind.columns)
+
+
 def column_definitions(kind: Kind) -> list[dict[str, Any]]:
-    return [NAME_COLUMN.to_dict(), *(c.to_dict() for c in kind.columns)]
+    own = [c.to_dict() for c in kind.columns]
+    return own if _places_name(kind) else [NAME_COLUMN.to_dict(), *own]
 
 
 def row(kind: Kind, obj: Obj, include: str) -> dict[str, Any]:
-    cells = [obj.get("metadata", {}).get("name", ""), *kind.row(obj)]
+    cells = kind.row(obj)
+    if not _places_name(kind):
+        cells = [obj.get("metadata", {}).get("name", ""), *cells]
     if include == "Object":
         embedded = obj
     elif include == "None":

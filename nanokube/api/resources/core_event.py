@@ -104,6 +104,7 @@ def event_row(event: Obj) -> list[Any]:
         (event.get("message") or "").strip(),
         first,
         count,
+        event.get("metadata", {}).get("name", ""),
     ]
 
 
@@ -147,6 +148,7 @@ EVENT = Kind(
             "First Seen", priority=1, description="The time at which the event was first recorded."
         ),
         Column("Count", priority=1, description="The number of times this event has occurred."),
+        Column("Name", format="name", priority=1, description="The name of the event."),
     ),
     row=event_row,
     field_selectors={

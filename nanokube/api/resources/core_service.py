@@ -257,6 +257,7 @@ SERVICE = Kind(
     has_status=True,
     defaults=default_service,
     prepare_create=prepare_service_create,
+    prepare_update=prepare_service_update,
     validate=validate_service,
     validate_update=validate_service_update,
     columns=(
