@@ -10,8 +10,9 @@ known simplification: upstream stores events.k8s.io/v1 Events and core/v1
 Events as one resource (two views of the same objects); nanokube stores them
 separately, so an Event written through one API is not seen through the other.
 
-A default StorageClass prints as `NAME (default)` upstream; the NAME cell is
-the API server's, so `storage_class_name` gives it that text.
+A default StorageClass prints as `NAME (default)`, so StorageClass places its
+own NAME column (a column of format "name") and fills it with
+`storage_class_name`.
 """
 
 from __future__ import annotations
@@ -279,6 +280,7 @@ def storage_class_name(obj: Obj) -> str:
 
 def storage_class_row(obj: Obj) -> list[Any]:
     return [
+        storage_class_name(obj),
         obj.get("provisioner", ""),
         obj.get("reclaimPolicy") or "Delete",
         obj.get("volumeBindingMode") or "Immediate",
@@ -298,6 +300,7 @@ STORAGE_CLASS = Kind(
     validate=validate_storage_class,
     validate_update=validate_storage_class_update,
     columns=(
+        Column("Name", format="name", description="Name must be unique within a namespace."),
         Column("Provisioner", description="provisioner indicates the type of the provisioner."),
         Column(
             "ReclaimPolicy",

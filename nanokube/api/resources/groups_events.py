@@ -5,7 +5,8 @@ views of the same objects; nanokube stores them separately (a known
 simplification), so an Event written through one API is not seen through the
 other. Validation is upstream's for the new API (`ValidateEventCreate`: a
 reporting controller and instance, an action, a reason, an event time, no
-deprecated fields), and rows are the core event printer's.
+deprecated fields), and rows are the core event printer's, NAME last (a wide column) as upstream
+prints it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def event_row(obj: Obj, now: float | None = None) -> list[Any]:
         (obj.get("note") or "").strip(),
         first_seen,
         count,
+        get_path(obj, ("metadata", "name"), ""),
     ]
 
 
@@ -160,6 +162,9 @@ EVENT = Kind(
             "First Seen", priority=1, description="The time at which the event was first recorded."
         ),
         Column("Count", priority=1, description="The number of times this event has occurred."),
+        Column(
+            "Name", priority=1, format="name", description="Name must be unique within a namespace."
+        ),
     ),
     row=event_row,
     field_selectors={
