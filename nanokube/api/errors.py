@@ -158,7 +158,9 @@ def not_found(resource: str, name: str, group: str = "") -> NotFound:
 
 def already_exists(resource: str, name: str, group: str = "") -> AlreadyExists:
     qualified = f"{resource}.{group}" if group else resource
-    return AlreadyExists(f'{qualified} "{name}" already exists', kind=resource, group=group, name=name)
+    return AlreadyExists(
+        f'{qualified} "{name}" already exists', kind=resource, group=group, name=name
+    )
 
 
 def conflict(resource: str, name: str, group: str = "") -> Conflict:
@@ -177,4 +179,6 @@ def invalid(kind: str, name: str, causes: list[Cause], group: str = "") -> Inval
     parts = [f"{c.field}: {c.message}" for c in causes]
     body = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     qualified = f"{kind}.{group}" if group else kind
-    return Invalid(f'{qualified} "{name}" is invalid: {body}', kind=kind, group=group, name=name, causes=causes)
+    return Invalid(
+        f'{qualified} "{name}" is invalid: {body}', kind=kind, group=group, name=name, causes=causes
+    )

@@ -146,7 +146,9 @@ class Kind:
     @property
     def storage_prefix(self) -> str:
         """Keys are `/registry/[GROUP/]PLURAL/[NAMESPACE/]NAME`."""
-        return f"/registry/{self.group}/{self.plural}/" if self.group else f"/registry/{self.plural}/"
+        return (
+            f"/registry/{self.group}/{self.plural}/" if self.group else f"/registry/{self.plural}/"
+        )
 
     def key(self, namespace: str, name: str) -> str:
         if self.namespaced:

@@ -40,7 +40,7 @@ async def on_create(registry: ResourceStore, kind: Kind, obj: Obj) -> None:
             raise errors.not_found("namespaces", md["namespace"])
         if ns["metadata"].get("deletionTimestamp"):
             raise errors.Forbidden(
-                f"{kind.plural} \"{md['name']}\" is forbidden: unable to create new content in "
+                f'{kind.plural} "{md["name"]}" is forbidden: unable to create new content in '
                 f"namespace {md['namespace']} because it is being terminated",
                 kind=kind.plural,
                 name=md["name"],
@@ -61,7 +61,7 @@ def _used_service_addresses(registry: ResourceStore) -> tuple[set[str], set[int]
 
 def allocate_service_addresses(registry: ResourceStore, svc: Obj) -> None:
     spec = svc.setdefault("spec", {})
-    network: ipaddress.IPv4Network = registry.service_network
+    network = registry.service_network
     used_ips, used_ports = _used_service_addresses(registry)
     requested = spec.get("clusterIP")
     if requested == "None":
@@ -72,13 +72,23 @@ def allocate_service_addresses(registry: ResourceStore, svc: Obj) -> None:
                 raise errors.invalid(
                     "Service",
                     svc["metadata"]["name"],
-                    [errors.Cause("spec.clusterIPs", f'Invalid value: ["{requested}"]: failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {network}')],
+                    [
+                        errors.Cause(
+                            "spec.clusterIPs",
+                            f'Invalid value: ["{requested}"]: failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {network}',
+                        )
+                    ],
                 )
             if requested in used_ips:
                 raise errors.invalid(
                     "Service",
                     svc["metadata"]["name"],
-                    [errors.Cause("spec.clusterIPs", f'Invalid value: ["{requested}"]: failed to allocate IP {requested}: provided IP is already allocated')],
+                    [
+                        errors.Cause(
+                            "spec.clusterIPs",
+                            f'Invalid value: ["{requested}"]: failed to allocate IP {requested}: provided IP is already allocated',
+                        )
+                    ],
                 )
         else:
             requested = _free_ip(network, used_ips, svc["metadata"])
@@ -91,10 +101,16 @@ def allocate_service_addresses(registry: ResourceStore, svc: Obj) -> None:
                 used_ports.add(port["nodePort"])
 
 
-def _free_ip(network: ipaddress.IPv4Network, used: set[str], md: Obj) -> str:
+def _free_ip(
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network, used: set[str], md: Obj
+) -> str:
     # The first address is the `kubernetes` service's, as upstream reserves it.
     first = network.network_address + 1
-    if md.get("namespace") == "default" and md.get("name") == "kubernetes" and str(first) not in used:
+    if (
+        md.get("namespace") == "default"
+        and md.get("name") == "kubernetes"
+        and str(first) not in used
+    ):
         return str(first)
     size = network.num_addresses
     for _ in range(size):

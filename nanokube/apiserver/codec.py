@@ -57,8 +57,12 @@ def decode_body(raw: bytes, content_type: str) -> Any:
                     return _load_yaml(raw)
                 except errors.BadRequest:
                     pass
-            raise errors.BadRequest(f"the body of the request was in an unknown format: {e}") from None
-    raise errors.UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, {PROTOBUF}')
+            raise errors.BadRequest(
+                f"the body of the request was in an unknown format: {e}"
+            ) from None
+    raise errors.UnsupportedMediaType(
+        f"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, {PROTOBUF}"
+    )
 
 
 def _load_yaml(raw: bytes) -> Any:

@@ -193,14 +193,20 @@ class Discovery:
                 if (group == "") != core:
                     continue
                 groups.setdefault(group, []).append(
-                    {"version": version, "resources": _aggregated_resources(kinds), "freshness": "Current"}
+                    {
+                        "version": version,
+                        "resources": _aggregated_resources(kinds),
+                        "freshness": "Current",
+                    }
                 )
             if not core:
                 for group, version, resources in EXTRA_GROUPS:
                     groups.setdefault(group, []).append(
                         {
                             "version": version,
-                            "resources": [_aggregated_from_legacy(r, group, version) for r in resources],
+                            "resources": [
+                                _aggregated_from_legacy(r, group, version) for r in resources
+                            ],
                             "freshness": "Current",
                         }
                     )

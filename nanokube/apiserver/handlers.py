@@ -20,9 +20,9 @@ from aiohttp import web
 
 from nanokube.api import errors, selectors
 from nanokube.api.kinds import Kind, Registry
+from nanokube.api.options import ListOptions, WriteOptions
 from nanokube.apiserver import codec, patching, tables
 from nanokube.apiserver.requestinfo import RequestInfo
-from nanokube.api.options import ListOptions, WriteOptions
 from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import Watcher
 
@@ -41,7 +41,7 @@ _BASE_FIELDS: dict[str, Callable[[Obj], str]] = {
 
 def list_options(kind: Kind, q: Any) -> ListOptions:
     """List and watch options from the query: selectors compiled into one filter."""
-    matchers = []
+    matchers: list[Callable[[Obj], bool]] = []
     if q.get("labelSelector"):
         label_selector = selectors.parse_label_selector(q["labelSelector"])
         if not label_selector.empty:
@@ -49,7 +49,7 @@ def list_options(kind: Kind, q: Any) -> ListOptions:
     if q.get("fieldSelector"):
         getters = {**_BASE_FIELDS, **kind.field_selectors}
         matchers.append(selectors.compile_field_selector(q["fieldSelector"], getters))
-    match = None
+    match: Callable[[Obj], bool] | None = None
     if len(matchers) == 1:
         match = matchers[0]
     elif matchers:
@@ -96,7 +96,9 @@ class ResourceHandler:
         if sub and sub not in ("status", "scale", "finalize"):
             handler = self.subresource_handlers.get((kind.plural, sub))
             if handler is None:
-                raise errors.MethodNotAllowed(f"the server does not allow this method on {kind.plural}/{sub}")
+                raise errors.MethodNotAllowed(
+                    f"the server does not allow this method on {kind.plural}/{sub}"
+                )
             return await handler(request, info)
         method = request.method
         if kind.namespaced and not info.namespace and (info.name or method not in ("GET",)):
@@ -116,7 +118,9 @@ class ResourceHandler:
             return await self._patch(request, kind, info)
         if method == "DELETE":
             return await self._delete(request, kind, info)
-        raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+        raise errors.MethodNotAllowed(
+            "the server does not allow this method on the requested resource"
+        )
 
     # -- reads -------------------------------------------------------------
 
@@ -133,15 +137,22 @@ class ResourceHandler:
             )
         return codec.json_response(obj)
 
-    async def _list(self, request: web.Request, kind: Kind, info: RequestInfo) -> web.StreamResponse:
+    async def _list(
+        self, request: web.Request, kind: Kind, info: RequestInfo
+    ) -> web.StreamResponse:
         result = await self.store.list(kind, info.namespace, list_options(kind, request.query))
         if tables.wants_table(request.headers.get("Accept", "")):
             result = tables.table(
-                kind, result["items"], result["metadata"], request.query.get("includeObject", "Metadata")
+                kind,
+                result["items"],
+                result["metadata"],
+                request.query.get("includeObject", "Metadata"),
             )
         return codec.json_response(result)
 
-    async def _watch(self, request: web.Request, kind: Kind, info: RequestInfo) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, kind: Kind, info: RequestInfo
+    ) -> web.StreamResponse:
         q = request.query
         opts = list_options(kind, q)
         initial_end = _truthy(q.get("sendInitialEvents"))
@@ -195,7 +206,8 @@ class ResourceHandler:
                 return
             try:
                 item = await asyncio.wait_for(
-                    watcher.queue.get(), min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining
+                    watcher.queue.get(),
+                    min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining,
                 )
             except TimeoutError:
                 if bookmarks and time.monotonic() < deadline:
@@ -205,7 +217,9 @@ class ResourceHandler:
             while True:
                 if item is None:
                     expired = errors.Expired("too old resource version: the watch fell behind")
-                    chunk.append(orjson.dumps({"type": "ERROR", "object": expired.to_status()}) + b"\n")
+                    chunk.append(
+                        orjson.dumps({"type": "ERROR", "object": expired.to_status()}) + b"\n"
+                    )
                     await resp.write(b"".join(chunk))
                     return
                 etype, event = item
@@ -234,13 +248,19 @@ class ResourceHandler:
     async def _body(self, request: web.Request) -> Any:
         return codec.decode_body(await request.read(), codec.media_type(request))
 
-    async def _create(self, request: web.Request, kind: Kind, info: RequestInfo) -> web.StreamResponse:
+    async def _create(
+        self, request: web.Request, kind: Kind, info: RequestInfo
+    ) -> web.StreamResponse:
         obj = await self._body(request)
         warnings: list[str] = []
-        created = await self.store.create(kind, info.namespace, obj, write_options(request.query), warnings)
+        created = await self.store.create(
+            kind, info.namespace, obj, write_options(request.query), warnings
+        )
         return codec.json_response(created, 201, warnings)
 
-    async def _update(self, request: web.Request, kind: Kind, info: RequestInfo) -> web.StreamResponse:
+    async def _update(
+        self, request: web.Request, kind: Kind, info: RequestInfo
+    ) -> web.StreamResponse:
         obj = await self._body(request)
         warnings: list[str] = []
         opts = write_options(request.query)
@@ -252,15 +272,25 @@ class ResourceHandler:
         if info.subresource == "finalize":
             current = await self.store.get(kind, info.namespace, info.name)
             merged = {**current, "spec": (obj.get("spec") or {})}
-            merged["metadata"] = {**current["metadata"], "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
+            merged["metadata"] = {
+                **current["metadata"],
+                "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", ""),
+            }
             obj = merged
         updated = await self.store.update(
-            kind, info.namespace, info.name, obj, opts, warnings,
+            kind,
+            info.namespace,
+            info.name,
+            obj,
+            opts,
+            warnings,
             "status" if info.subresource == "status" else "",
         )
         return codec.json_response(updated, 200, warnings)
 
-    async def _patch(self, request: web.Request, kind: Kind, info: RequestInfo) -> web.StreamResponse:
+    async def _patch(
+        self, request: web.Request, kind: Kind, info: RequestInfo
+    ) -> web.StreamResponse:
         patch_type = codec.media_type(request)
         if patch_type not in codec.PATCH_TYPES:
             raise errors.UnsupportedMediaType(
@@ -276,12 +306,22 @@ class ResourceHandler:
             )
             return codec.json_response(scale, 200, warnings)
         obj, code = await patching.patch(
-            self.store, kind, info.namespace, info.name, patch_type, body, opts, warnings,
-            info.subresource, _truthy(request.query.get("force")),
+            self.store,
+            kind,
+            info.namespace,
+            info.name,
+            patch_type,
+            body,
+            opts,
+            warnings,
+            info.subresource,
+            _truthy(request.query.get("force")),
         )
         return codec.json_response(obj, code, warnings)
 
-    async def _delete(self, request: web.Request, kind: Kind, info: RequestInfo) -> web.StreamResponse:
+    async def _delete(
+        self, request: web.Request, kind: Kind, info: RequestInfo
+    ) -> web.StreamResponse:
         raw = await request.read()
         options: Obj = {}
         if raw.strip():
@@ -305,9 +345,15 @@ def _bookmark(kind: Kind, revision: int, initial_end: bool = False) -> bytes:
     md: Obj = {"resourceVersion": str(revision)}
     if initial_end:
         md["annotations"] = {"k8s.io/initial-events-end": "true"}
-    return orjson.dumps(
-        {"type": "BOOKMARK", "object": {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": md}}
-    ) + b"\n"
+    return (
+        orjson.dumps(
+            {
+                "type": "BOOKMARK",
+                "object": {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": md},
+            }
+        )
+        + b"\n"
+    )
 
 
 def _truthy(value: str | None) -> bool:

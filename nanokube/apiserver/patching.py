@@ -17,10 +17,10 @@ import orjson
 
 from nanokube.api import errors, meta, selectors
 from nanokube.api.kinds import Kind
+from nanokube.api.options import WriteOptions
 from nanokube.api.patch_json import json_merge_patch, json_patch
 from nanokube.api.patch_strategic import strategic_merge_patch
 from nanokube.api.validation import builtin_schema_name
-from nanokube.api.options import WriteOptions
 from nanokube.apiserver.rest import ResourceStore
 
 Obj = dict[str, Any]
@@ -136,7 +136,12 @@ async def update_scale(
             raise errors.invalid(
                 "Scale",
                 name,
-                [errors.Cause("spec.replicas", f"Invalid value: {orjson.dumps(replicas).decode()}: must be greater than or equal to 0")],
+                [
+                    errors.Cause(
+                        "spec.replicas",
+                        f"Invalid value: {orjson.dumps(replicas).decode()}: must be greater than or equal to 0",
+                    )
+                ],
                 "autoscaling",
             )
         meta.set_path(obj, spec_path, replicas)

@@ -11,8 +11,8 @@ compare-and-swap on the object's resourceVersion.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import copy
+import ipaddress
 import logging
 import secrets
 from collections.abc import Callable
@@ -38,10 +38,17 @@ from nanokube.storage.store import (
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+Strings = list[str]  # `list` is a method name in the class below
+Objs = list[Obj]
 Filter = Callable[[Obj], bool]
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no look-alikes
-_META_KEEP_ON_UPDATE = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
+_META_KEEP_ON_UPDATE = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
 
 
 def _encode(obj: Obj) -> bytes:
@@ -75,7 +82,9 @@ def _decode_continue(token: str) -> tuple[int, str]:
 class ResourceStore:
     """Generic CRUD over the store and the watch cache, for any `Kind`."""
 
-    def __init__(self, store: Store, cache: WatchCache, service_network: str = "10.43.0.0/16") -> None:
+    def __init__(
+        self, store: Store, cache: WatchCache, service_network: str = "10.43.0.0/16"
+    ) -> None:
         self.store = store
         self.cache = cache
         self.service_network = ipaddress.ip_network(service_network)
@@ -106,7 +115,9 @@ class ResourceStore:
             revision, start = _decode_continue(opts.continue_token)
             return await self._list_from_store(kind, namespace, opts, revision, start)
         if opts.resource_version_match == "Exact" and opts.resource_version not in ("", "0"):
-            return await self._list_from_store(kind, namespace, opts, _rv(opts.resource_version), "")
+            return await self._list_from_store(
+                kind, namespace, opts, _rv(opts.resource_version), ""
+            )
         if opts.resource_version not in ("", "0"):
             wanted = _rv(opts.resource_version)
             if not await self.cache.wait_for(wanted):
@@ -117,7 +128,7 @@ class ResourceStore:
         elif opts.resource_version == "":
             await self.fresh()
         revision = self.cache.revision
-        items: list[Obj] = []
+        items: Objs = []
         more_key = last_key = ""
         match = opts.match
         for key, obj in self.cache.prefix(kind.prefix()).items(namespace):
@@ -132,7 +143,7 @@ class ResourceStore:
     async def _list_from_store(
         self, kind: Kind, namespace: str, opts: ListOptions, revision: int, start: str
     ) -> Obj:
-        items: list[Obj] = []
+        items: Objs = []
         prefix = kind.prefix(namespace)
         more_key = ""
         try:
@@ -158,11 +169,16 @@ class ResourceStore:
             ) from None
         return self._list_object(kind, items, revision, more_key)
 
-    def _list_object(self, kind: Kind, items: list[Obj], revision: int, more_key: str) -> Obj:
+    def _list_object(self, kind: Kind, items: Objs, revision: int, more_key: str) -> Obj:
         md: Obj = {"resourceVersion": str(revision)}
         if more_key:
             md["continue"] = _encode_continue(revision, more_key)
-        return {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": md, "items": items}
+        return {
+            "kind": f"{kind.kind}List",
+            "apiVersion": kind.api_version,
+            "metadata": md,
+            "items": items,
+        }
 
     def watch(self, kind: Kind, namespace: str, opts: ListOptions) -> Watcher:
         """Register a watch; the caller reads `watcher.queue` and must call `unwatch`."""
@@ -171,7 +187,9 @@ class ResourceStore:
         try:
             return self.cache.add_watcher(kind.prefix(), namespace, opts.match, from_revision)
         except CompactedError as e:
-            raise errors.Expired(f"too old resource version: {e.requested} ({e.compacted})") from None
+            raise errors.Expired(
+                f"too old resource version: {e.requested} ({e.compacted})"
+            ) from None
 
     def unwatch(self, kind: Kind, watcher: Watcher) -> None:
         self.cache.remove_watcher(kind.prefix(), watcher)
@@ -179,7 +197,7 @@ class ResourceStore:
     # -- writes ------------------------------------------------------------
 
     async def create(
-        self, kind: Kind, namespace: str, obj: Obj, opts: WriteOptions, warnings: list[str]
+        self, kind: Kind, namespace: str, obj: Obj, opts: WriteOptions, warnings: Strings
     ) -> Obj:
         md = self._check_identity(kind, namespace, obj)
         if not md.get("name"):
@@ -188,7 +206,13 @@ class ResourceStore:
                 raise errors.invalid(
                     kind.kind,
                     "",
-                    [Cause("metadata.name", "Required value: name or generateName is required", "FieldValueRequired")],
+                    [
+                        Cause(
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                            "FieldValueRequired",
+                        )
+                    ],
                     kind.group,
                 )
             md["name"] = generate + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
@@ -252,7 +276,7 @@ class ResourceStore:
         name: str,
         obj: Obj,
         opts: WriteOptions,
-        warnings: list[str],
+        warnings: Strings,
         subresource: str = "",
     ) -> Obj:
         md = self._check_identity(kind, namespace, obj)
@@ -344,7 +368,7 @@ class ResourceStore:
         name: str,
         mutate: Callable[[Obj], Obj],
         opts: WriteOptions,
-        warnings: list[str],
+        warnings: Strings,
         subresource: str = "",
         attempts: int = 5,
     ) -> Obj:
@@ -422,7 +446,9 @@ class ResourceStore:
             return None  # never scheduled: nothing to stop
         if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return None
-        grace = requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30)
+        grace = (
+            requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30)
+        )
         return max(int(grace), 0) or None
 
     async def delete_collection(

@@ -22,10 +22,10 @@ from aiohttp import web
 from nanokube import KUBERNETES_VERSION, __version__
 from nanokube.api import errors
 from nanokube.api.kinds import Registry
+from nanokube.api.options import WriteOptions
 from nanokube.api.resources import builtin_kinds
 from nanokube.apiserver import codec, discovery, openapi, requestinfo
 from nanokube.apiserver.handlers import ResourceHandler
-from nanokube.api.options import WriteOptions
 from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import WatchCache
 from nanokube.storage.store import Store
@@ -123,7 +123,9 @@ def build_app(config: APIServerConfig) -> APIServer:
         if not cache.ready.is_set():
             return web.Response(status=500, text="[-]watch-cache not ready\n")
         if "verbose" in request.query:
-            return web.Response(text=f"[+]ping ok\n[+]etcd ok\n[+]watch-cache ok\n{request.path[1:]} check passed\n")
+            return web.Response(
+                text=f"[+]ping ok\n[+]etcd ok\n[+]watch-cache ok\n{request.path[1:]} check passed\n"
+            )
         return web.Response(text="ok")
 
     async def version(request: web.Request) -> web.Response:

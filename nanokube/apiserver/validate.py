@@ -17,7 +17,9 @@ from nanokube.api.kinds import Kind
 Obj = dict[str, Any]
 
 
-def admit(kind: Kind, obj: Obj, old: Obj | None, field_validation: str, warnings: list[str]) -> None:
+def admit(
+    kind: Kind, obj: Obj, old: Obj | None, field_validation: str, warnings: list[str]
+) -> None:
     validation.decode_check(kind, obj)  # wrong types are a 400, before defaulting trips on them
     if field_validation != "Ignore":
         unknown = validation.unknown_fields(kind, obj)

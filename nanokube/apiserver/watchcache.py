@@ -207,7 +207,11 @@ class WatchCache:
             pc = self.prefixes.get(prefix_of(kv.key))
             old = pc.objects.get(kv.key) if pc else None
             wev = WatchEvent(
-                "ADDED" if event.prev is None else "MODIFIED", decode(kv), old, kv.mod_revision, kv.key
+                "ADDED" if event.prev is None else "MODIFIED",
+                decode(kv),
+                old,
+                kv.mod_revision,
+                kv.key,
             )
         self.prefix(prefix_of(kv.key)).apply(wev)
         self.revision = kv.mod_revision

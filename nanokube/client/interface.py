@@ -40,7 +40,9 @@ class Client(Protocol):
         """A list object: `items` and `metadata.resourceVersion` (and `continue`)."""
         ...
 
-    async def create(self, kind: Kind, obj: Obj, namespace: str = "", *, dry_run: bool = False) -> Obj:
+    async def create(
+        self, kind: Kind, obj: Obj, namespace: str = "", *, dry_run: bool = False
+    ) -> Obj:
         """Create; `namespace` defaults to the object's `metadata.namespace`."""
         ...
 

@@ -232,7 +232,11 @@ async def test_table_output(client) -> None:
     status, table = await client.get(DEPLOY, headers={"Accept": accept})
     assert status == 200 and table["kind"] == "Table"
     assert [c["name"] for c in table["columnDefinitions"]][:5] == [
-        "Name", "Ready", "Up-to-date", "Available", "Age"
+        "Name",
+        "Ready",
+        "Up-to-date",
+        "Available",
+        "Age",
     ]
     row = table["rows"][0]
     assert row["cells"][0] == "web"

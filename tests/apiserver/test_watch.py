@@ -15,12 +15,14 @@ async def read_events(client, path: str, count: int, timeout: float = 5.0) -> li
     events: list[dict[str, Any]] = []
     async with client.session.get(client.base + path) as resp:
         assert resp.status == 200
+
         async def consume() -> None:
             async for line in resp.content:
                 if line.strip():
                     events.append(orjson.loads(line))
                     if len(events) == count:
                         return
+
         await asyncio.wait_for(consume(), timeout)
     return events
 
@@ -93,6 +95,10 @@ async def test_send_initial_events_ends_with_annotated_bookmark(client) -> None:
 
 
 async def test_watch_ends_at_timeout(client) -> None:
-    events = await read_events(client, f"{CM}?watch=true&timeoutSeconds=1&resourceVersion=0"
-                               "&fieldSelector=metadata.name%3Dnone", 1_000, timeout=5)
+    events = await read_events(
+        client,
+        f"{CM}?watch=true&timeoutSeconds=1&resourceVersion=0&fieldSelector=metadata.name%3Dnone",
+        1_000,
+        timeout=5,
+    )
     assert events == []

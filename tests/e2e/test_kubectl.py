@@ -40,8 +40,16 @@ def test_api_resources(cluster) -> None:
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["deployments"][1:] == ["deploy", "apps/v1", "true", "Deployment"]
     assert rows["pods"][1:] == ["po", "v1", "true", "Pod"]
-    for name in ("statefulsets", "jobs", "cronjobs", "horizontalpodautoscalers", "leases",
-                 "customresourcedefinitions", "clusterroles", "poddisruptionbudgets"):
+    for name in (
+        "statefulsets",
+        "jobs",
+        "cronjobs",
+        "horizontalpodautoscalers",
+        "leases",
+        "customresourcedefinitions",
+        "clusterroles",
+        "poddisruptionbudgets",
+    ):
         assert name in rows
 
 
@@ -50,28 +58,44 @@ def test_create_namespace_uses_protobuf_and_works(cluster) -> None:
     assert out.strip() == "namespace/proto-ns created"
     out = cluster.kubectl("get", "namespace", "proto-ns").stdout
     assert out.splitlines()[1].split()[:2] == ["proto-ns", "Active"]
-    out = cluster.kubectl("create", "configmap", "pcm", "-n", "proto-ns", "--from-literal=a=b").stdout
+    out = cluster.kubectl(
+        "create", "configmap", "pcm", "-n", "proto-ns", "--from-literal=a=b"
+    ).stdout
     assert out.strip() == "configmap/pcm created"
     data = json.loads(cluster.kubectl("get", "cm", "pcm", "-n", "proto-ns", "-o", "json").stdout)
     assert data["data"] == {"a": "b"}
-    cluster.kubectl("create", "deployment", "pdep", "-n", "proto-ns", "--image=busybox", "--replicas=0")
-    dep = json.loads(cluster.kubectl("get", "deploy", "pdep", "-n", "proto-ns", "-o", "json").stdout)
+    cluster.kubectl(
+        "create", "deployment", "pdep", "-n", "proto-ns", "--image=busybox", "--replicas=0"
+    )
+    dep = json.loads(
+        cluster.kubectl("get", "deploy", "pdep", "-n", "proto-ns", "-o", "json").stdout
+    )
     assert dep["spec"]["replicas"] == 0
 
 
 def test_apply_created_unchanged_configured(cluster, applied) -> None:
     assert "namespace/shop created" in applied
-    for line in ("configmap/settings created", "secret/creds created", "service/web created",
-                 "deployment.apps/web created", "statefulset.apps/db created", "job.batch/migrate created",
-                 "cronjob.batch/report created", "horizontalpodautoscaler.autoscaling/web created"):
+    for line in (
+        "configmap/settings created",
+        "secret/creds created",
+        "service/web created",
+        "deployment.apps/web created",
+        "statefulset.apps/db created",
+        "job.batch/migrate created",
+        "cronjob.batch/report created",
+        "horizontalpodautoscaler.autoscaling/web created",
+    ):
         assert line in applied
     again = cluster.kubectl("apply", "-f", str(MANIFESTS / "app.yaml")).stdout
     # A Secret given as stringData is "configured" on every apply, as upstream:
     # the server folds stringData into data, so the client's patch is never empty.
     assert again.count("unchanged") == 8 and "secret/creds configured" in again, again
-    edited = (MANIFESTS / "app.yaml").read_text().replace(
-        "command: [\"httpd\", \"-f\", \"-p\", \"8080\"]", "command: [\"httpd\", \"-f\", \"-p\", \"9090\"]"
-    ).replace("mode: production", "mode: staging")
+    edited = (
+        (MANIFESTS / "app.yaml")
+        .read_text()
+        .replace('command: ["httpd", "-f", "-p", "8080"]', 'command: ["httpd", "-f", "-p", "9090"]')
+        .replace("mode: production", "mode: staging")
+    )
     out = cluster.kubectl("apply", "-f", "-", input=edited).stdout
     assert "deployment.apps/web configured" in out and "configmap/settings configured" in out
     dep = json.loads(cluster.kubectl("get", "deploy", "web", "-n", "shop", "-o", "json").stdout)
@@ -91,7 +115,16 @@ def test_get_every_kind_with_upstream_columns(cluster, applied) -> None:
         "configmaps": ["NAME", "DATA", "AGE"],
         "secrets": ["NAME", "TYPE", "DATA", "AGE"],
         "jobs": ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
-        "cronjobs": ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"],
+        "cronjobs": [
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST",
+            "SCHEDULE",
+            "AGE",
+        ],
         "hpa": ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"],
     }
     for kind, header in expect.items():
@@ -113,8 +146,15 @@ def test_get_output_formats(cluster, applied) -> None:
     assert "kind: ConfigMap" in doc and "mode: production" in doc
     name = cluster.kubectl("get", "cm", "settings", "-n", "shop", "-o", "name").stdout
     assert name.strip() == "configmap/settings"
-    jp = cluster.kubectl("get", "deploy", "web", "-n", "shop", "-o",
-                         "jsonpath={.spec.template.spec.containers[*].name}").stdout
+    jp = cluster.kubectl(
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ).stdout
     assert jp == "app sidecar"
     labels = cluster.kubectl("get", "deploy", "-n", "shop", "--show-labels").stdout
     assert "LABELS" in labels.splitlines()[0]
@@ -122,9 +162,20 @@ def test_get_output_formats(cluster, applied) -> None:
 
 def test_get_watch_streams_later_changes(cluster, applied) -> None:
     proc = subprocess.Popen(
-        ["/usr/bin/kubectl", f"--kubeconfig={cluster.kubeconfig}", "get", "cm", "-n", "shop", "-w",
-         "--output-watch-events"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster._kubectl_env,
+        [
+            "/usr/bin/kubectl",
+            f"--kubeconfig={cluster.kubeconfig}",
+            "get",
+            "cm",
+            "-n",
+            "shop",
+            "-w",
+            "--output-watch-events",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cluster._kubectl_env,
     )
     try:
         time.sleep(1.5)
@@ -157,11 +208,28 @@ def test_label_annotate_patch_scale(cluster, applied) -> None:
     cm = json.loads(cluster.kubectl("get", "cm", "settings", "-n", "shop", "-o", "json").stdout)
     assert cm["metadata"]["labels"]["tier"] == "backend"
     assert cm["metadata"]["annotations"]["note"] == "hello"
-    cluster.kubectl("patch", "cm", "settings", "-n", "shop", "--type=merge", "-p", '{"data":{"m":"1"}}')
-    cluster.kubectl("patch", "cm", "settings", "-n", "shop", "--type=json",
-                    "-p", '[{"op":"add","path":"/data/j","value":"2"}]')
-    cluster.kubectl("patch", "deploy", "web", "-n", "shop", "-p",
-                    '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.37"}]}}}}')
+    cluster.kubectl(
+        "patch", "cm", "settings", "-n", "shop", "--type=merge", "-p", '{"data":{"m":"1"}}'
+    )
+    cluster.kubectl(
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "--type=json",
+        "-p",
+        '[{"op":"add","path":"/data/j","value":"2"}]',
+    )
+    cluster.kubectl(
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-p",
+        '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.37"}]}}}}',
+    )
     cm = json.loads(cluster.kubectl("get", "cm", "settings", "-n", "shop", "-o", "json").stdout)
     assert cm["data"]["m"] == "1" and cm["data"]["j"] == "2"
     dep = json.loads(cluster.kubectl("get", "deploy", "web", "-n", "shop", "-o", "json").stdout)
@@ -169,7 +237,9 @@ def test_label_annotate_patch_scale(cluster, applied) -> None:
     assert images == {"app": "busybox:1.36", "sidecar": "busybox:1.37"}
     out = cluster.kubectl("scale", "deploy", "web", "-n", "shop", "--replicas=4").stdout
     assert out.strip() == "deployment.apps/web scaled"
-    rep = cluster.kubectl("get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.replicas}").stdout
+    rep = cluster.kubectl(
+        "get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.replicas}"
+    ).stdout
     assert rep == "4"
     cluster.kubectl("scale", "deploy", "web", "-n", "shop", "--replicas=2", "--current-replicas=4")
 
@@ -178,20 +248,38 @@ def test_edit_with_editor_script(cluster, applied, tmp_path) -> None:
     editor = tmp_path / "editor.sh"
     editor.write_text("#!/bin/sh\nsed -i 's/mode: .*/mode: edited/' \"$1\"\n")
     editor.chmod(editor.stat().st_mode | stat.S_IEXEC)
-    out = cluster.kubectl("edit", "cm", "settings", "-n", "shop", env={"EDITOR": str(editor)}).stdout
+    out = cluster.kubectl(
+        "edit", "cm", "settings", "-n", "shop", env={"EDITOR": str(editor)}
+    ).stdout
     assert "configmap/settings edited" in out
-    mode = cluster.kubectl("get", "cm", "settings", "-n", "shop", "-o", "jsonpath={.data.mode}").stdout
+    mode = cluster.kubectl(
+        "get", "cm", "settings", "-n", "shop", "-o", "jsonpath={.data.mode}"
+    ).stdout
     assert mode == "edited"
 
 
 def test_delete_held_by_finalizer(cluster) -> None:
     cluster.kubectl("create", "configmap", "held", "--from-literal=a=b")
-    cluster.kubectl("patch", "cm", "held", "--type=merge", "-p", '{"metadata":{"finalizers":["example.com/hold"]}}')
+    cluster.kubectl(
+        "patch",
+        "cm",
+        "held",
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":["example.com/hold"]}}',
+    )
     out = cluster.kubectl("delete", "cm", "held", "--wait=false").stdout
     assert 'configmap "held" deleted' in out
     ts = cluster.kubectl("get", "cm", "held", "-o", "jsonpath={.metadata.deletionTimestamp}").stdout
     assert ts
-    cluster.kubectl("patch", "cm", "held", "--type=json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
+    cluster.kubectl(
+        "patch",
+        "cm",
+        "held",
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/metadata/finalizers"}]',
+    )
     gone = cluster.kubectl("get", "cm", "held", check=False)
     assert gone.returncode == 1 and 'configmaps "held" not found' in gone.stderr
 
@@ -203,19 +291,32 @@ def test_explain(cluster) -> None:
 
 
 def test_diff(cluster) -> None:
-    manifest = (MANIFESTS / "app.yaml").read_text().split("---")[4].replace("namespace: shop", "namespace: default")
+    manifest = (
+        (MANIFESTS / "app.yaml")
+        .read_text()
+        .split("---")[4]
+        .replace("namespace: shop", "namespace: default")
+    )
     cluster.kubectl("apply", "-f", "-", input=manifest)
     same = cluster.kubectl("diff", "-f", "-", input=manifest, check=False)
     assert same.returncode == 0, same.stdout + same.stderr
-    changed = cluster.kubectl("diff", "-f", "-", input=manifest.replace("replicas: 2", "replicas: 3"), check=False)
-    assert changed.returncode == 1 and "-  replicas: 2" in changed.stdout and "+  replicas: 3" in changed.stdout
+    changed = cluster.kubectl(
+        "diff", "-f", "-", input=manifest.replace("replicas: 2", "replicas: 3"), check=False
+    )
+    assert (
+        changed.returncode == 1
+        and "-  replicas: 2" in changed.stdout
+        and "+  replicas: 3" in changed.stdout
+    )
     replicas = cluster.kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout
     assert replicas == "2"  # diff is a dry run
 
 
 def test_wait_for_jsonpath(cluster) -> None:
     cluster.kubectl("create", "configmap", "waited", "--from-literal=ready=yes")
-    out = cluster.kubectl("wait", "cm/waited", "--for=jsonpath={.data.ready}=yes", "--timeout=10s").stdout
+    out = cluster.kubectl(
+        "wait", "cm/waited", "--for=jsonpath={.data.ready}=yes", "--timeout=10s"
+    ).stdout
     assert "condition met" in out
 
 
@@ -224,30 +325,65 @@ def test_get_raw_readyz(cluster) -> None:
 
 
 def test_refusals_are_upstream_errors_and_store_nothing(cluster) -> None:
-    bad_name = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    bad_name = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "Bad_Name"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
     r = cluster.kubectl("create", "-f", "-", input=json.dumps(bad_name), check=False)
     assert r.returncode == 1
     assert 'The Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name"' in r.stderr
-    bad_port = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "badport"},
-                "spec": {"containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": -1}]}]}}
+    bad_port = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "badport"},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": -1}]}]
+        },
+    }
     r = cluster.kubectl("create", "-f", "-", input=json.dumps(bad_port), check=False)
     assert r.returncode == 1
-    assert "spec.containers[0].ports[0].containerPort: Invalid value: -1: must be between 1 and 65535, inclusive" in r.stderr
-    bad_sel = (MANIFESTS / "app.yaml").read_text().split("---")[4].replace("name: web", "name: mismatched", 1)
-    bad_sel = bad_sel.replace("      labels:\n        app: web", "      labels:\n        app: other")
+    assert (
+        "spec.containers[0].ports[0].containerPort: Invalid value: -1: must be between 1 and 65535, inclusive"
+        in r.stderr
+    )
+    bad_sel = (
+        (MANIFESTS / "app.yaml")
+        .read_text()
+        .split("---")[4]
+        .replace("name: web", "name: mismatched", 1)
+    )
+    bad_sel = bad_sel.replace(
+        "      labels:\n        app: web", "      labels:\n        app: other"
+    )
     r = cluster.kubectl("apply", "-f", "-", input=bad_sel, check=False)
     assert r.returncode == 1 and "`selector` does not match template `labels`" in r.stderr
-    r = cluster.kubectl("create", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: [broken\n", check=False)
+    r = cluster.kubectl(
+        "create",
+        "-f",
+        "-",
+        input="apiVersion: v1\nkind: ConfigMap\nmetadata: [broken\n",
+        check=False,
+    )
     assert r.returncode == 1
     for kind, name in (("pod", "Bad_Name"), ("pod", "badport"), ("deploy", "mismatched")):
-        got = cluster.kubectl("get", kind, name, "-n", "shop" if kind == "deploy" else "default", check=False)
+        got = cluster.kubectl(
+            "get", kind, name, "-n", "shop" if kind == "deploy" else "default", check=False
+        )
         assert got.returncode == 1 and "NotFound" in got.stderr
 
 
 def test_malformed_json_is_400(cluster) -> None:
-    r = cluster.kubectl("create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-",
-                        input='{"metadata": {"name": "x"', check=False)
+    r = cluster.kubectl(
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        "-",
+        input='{"metadata": {"name": "x"',
+        check=False,
+    )
     assert r.returncode == 1 and "BadRequest" in r.stderr or "400" in r.stderr
 
 
@@ -261,8 +397,12 @@ for i in range(100000):
         break
     print(f"ack-{{i}}", flush=True)
 """
-    proc = subprocess.Popen(["python3", "-c", script], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, **cluster._kubectl_env})
+    proc = subprocess.Popen(
+        ["python3", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **cluster._kubectl_env},
+    )
     time.sleep(4)
     cluster.kill9()
     out, _ = proc.communicate(timeout=60)
