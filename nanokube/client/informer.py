@@ -40,9 +40,6 @@ from nanokube.client.interface import Client, Obj
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_START = 1.0
-_BACKOFF_MAX = 30.0
-
 
 @dataclass
 class EventHandlers:
@@ -79,6 +76,11 @@ class Informer:
         # Watches last 5-10 minutes, spread so that informers do not all restart together.
         self.watch_timeout: Callable[[], int] = lambda: random.randint(300, 600)
         self.last_resource_version = ""
+        # Seconds to wait after a failure, doubling up to the maximum.
+        self.min_backoff = 1.0
+        self.max_backoff = 30.0
+        self.relists = 0  # how often the kind was listed: 1 when all went well
+        self._events_since_list = 0
         self._handlers: list[EventHandlers] = []
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -149,26 +151,30 @@ class Informer:
         resync = None
         if self.resync_period > 0:
             resync = asyncio.create_task(self._resync_loop(), name=f"resync-{self.kind.plural}")
-        backoff = _BACKOFF_START
+        backoff = self.min_backoff
         try:
             while True:
                 try:
                     await self._relist()
-                    backoff = _BACKOFF_START
                     await self._watch_until_expired()
                 except errors.Expired as e:
                     log.info("informer relisting resource=%s reason=%s", self.kind.plural, e)
-                except (asyncio.CancelledError, KeyboardInterrupt):
-                    raise
+                    if self._events_since_list:
+                        backoff = self.min_backoff
+                        continue
+                    # Expired straight after a list: the server cannot serve that
+                    # revision; relisting at once would spin.
                 except Exception as e:  # noqa: BLE001 - any failure: back off, then relist
+                    if self._events_since_list:
+                        backoff = self.min_backoff  # it had been working: start over
                     log.warning(
-                        "informer list/watch failed resource=%s error=%r retry_in=%.0fs",
+                        "informer list/watch failed resource=%s error=%r retry_in=%.1fs",
                         self.kind.plural,
                         e,
                         backoff,
                     )
-                    await asyncio.sleep(backoff * random.uniform(1.0, 1.2))
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                await asyncio.sleep(backoff * random.uniform(1.0, 1.2))
+                backoff = min(backoff * 2, self.max_backoff)
         finally:
             if resync is not None:
                 resync.cancel()
@@ -180,6 +186,8 @@ class Informer:
             label_selector=self.label_selector,
             field_selector=self.field_selector,
         )
+        self.relists += 1
+        self._events_since_list = 0
         self._replace(listed.get("items") or [])
         self.last_resource_version = (listed.get("metadata") or {}).get("resourceVersion", "")
         self._synced.set()
@@ -217,6 +225,7 @@ class Informer:
                     self._apply(etype, obj)
 
     def _apply(self, etype: str, obj: Obj) -> None:
+        self._events_since_list += 1
         rv = _rv(obj)
         if etype == "BOOKMARK":
             self.last_resource_version = rv or self.last_resource_version
