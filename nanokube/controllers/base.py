@@ -1,0 +1,130 @@
+"""The shape every controller shares: informers → work queue → `reconcile(key)`.
+
+A controller subclass, in its constructor, asks the shared informer factory for
+the informers it watches and registers event handlers on them; handlers only
+put keys (`namespace/name`) on the controller's work queue. `run()` waits until
+those informers have listed once, then runs `workers` tasks that each take a
+key, call `self.sync(key)` (which is `reconcile` unless a test replaces it) and
+report the outcome to the queue: success forgets the key's back-off, an
+exception puts the key back after its rate-limited back-off. The queue never
+hands one key to two workers, so `reconcile` may assume it is alone with its
+object.
+
+`reconcile` reads the informer caches, compares desired with observed state,
+makes one step and returns; it is level-triggered, so running it again
+without a change does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nanokube.api import errors
+from nanokube.client.cache import key_of
+from nanokube.client.events import EventRecorder
+from nanokube.client.informer import Informer, SharedInformerFactory
+from nanokube.client.interface import Client
+from nanokube.client.workqueue import ShutDown, WorkQueue
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+
+class Controller:
+    """A named reconcile loop over one work queue; subclasses implement `reconcile`."""
+
+    # The controller's name, as upstream names it ("replicaset-controller"): the
+    # event source and the queue name.
+    name = "controller"
+    # How many keys are reconciled at once (upstream's --concurrent-*-syncs).
+    workers = 2
+
+    def __init__(self, client: Client, informers: SharedInformerFactory) -> None:
+        # All writes go through the client; reads come from the informers.
+        self.client = client
+        self.informers = informers
+        # The informers this controller waits for before its first reconcile.
+        self.watched: list[Informer] = []
+        self.queue: WorkQueue[str] = WorkQueue(self.name)
+        self.events = EventRecorder(client, self.name)
+        # What a worker calls for each key: an attribute, so a test can replace it.
+        self.sync: Callable[[str], Awaitable[None]] = self.reconcile
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, informer: Informer) -> Informer:
+        """Note that this controller needs `informer` synced before it starts."""
+        self.watched.append(informer)
+        return informer
+
+    async def reconcile(self, key: str) -> None:
+        raise NotImplementedError
+
+    # -- enqueueing (called from informer handlers) -----------------------------
+
+    def enqueue(self, obj: Obj) -> None:
+        self.queue.add(key_of(obj))
+
+    def enqueue_after(self, obj: Obj, delay: float) -> None:
+        self.queue.add_after(key_of(obj), delay)
+
+    # -- running ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Wait for the informers, then reconcile keys until cancelled."""
+        for informer in self.watched:
+            await informer.wait_for_sync()
+        log.info("controller started controller=%s workers=%d", self.name, self.workers)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(self.workers):
+                    group.create_task(self._worker(), name=f"{self.name}-worker-{i}")
+        finally:
+            self.queue.shutdown()
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in a task of the current loop (once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=self.name)
+        return self._task
+
+    async def stop(self) -> None:
+        self.queue.shutdown()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.events.close()
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                await self.sync(key)
+            except asyncio.CancelledError:
+                raise
+            except errors.Conflict as e:
+                # A stale read: normal under concurrency, retried quietly.
+                log.debug("reconcile conflict controller=%s key=%s error=%s", self.name, key, e)
+                self.queue.add_rate_limited(key)
+            except Exception as e:  # noqa: BLE001 - one object's failure must not stop the loop
+                log.warning(
+                    "reconcile failed controller=%s key=%s error=%r retries=%d",
+                    self.name,
+                    key,
+                    e,
+                    self.queue.num_requeues(key),
+                )
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+            finally:
+                self.queue.done(key)
