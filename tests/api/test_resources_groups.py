@@ -299,7 +299,7 @@ def test_role_rules() -> None:
         "metadata": ns_meta("reader"),
         "rules": [
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["pods"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": []},  # absent: the schema's cause
             {"verbs": ["get"]},
             {"nonResourceURLs": ["/healthz"], "verbs": ["get"]},
         ],

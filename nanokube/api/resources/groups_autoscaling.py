@@ -217,7 +217,7 @@ def validate_hpa(obj: Obj) -> list[Cause]:
         ref = spec.get("scaleTargetRef") or {}
         for key in ("kind", "name"):
             value = ref.get(key) or ""
-            if not value:
+            if key in ref and not value:
                 causes.append(v.required(f"spec.scaleTargetRef.{key}"))
             causes += [
                 v.invalid(f"spec.scaleTargetRef.{key}", value, m)

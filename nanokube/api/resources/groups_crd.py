@@ -75,7 +75,7 @@ def names_causes(names: Obj, path: str) -> list[Cause]:
     """`ValidateCustomResourceDefinitionNames`."""
     causes: list[Cause] = []
     for key in ("plural", "kind"):
-        if not names.get(key):
+        if key in names and not names[key]:
             causes.append(v.required(f"{path}.{key}"))
     causes += _dns1035(f"{path}.plural", names.get("plural") or "")
     causes += _dns1035(f"{path}.singular", names.get("singular") or "")
@@ -102,19 +102,19 @@ def validate_crd(obj: Obj) -> list[Cause]:
     spec = obj.get("spec") or {}
     causes = _name_causes(obj)
     group = spec.get("group") or ""
-    if not group:
+    if "group" in spec and not group:
         causes.append(v.required("spec.group"))
     elif v.dns1123_subdomain(group):
         causes.append(v.invalid("spec.group", group, ",".join(v.dns1123_subdomain(group))))
     elif "." not in group:
         causes.append(v.invalid("spec.group", group, "should be a domain with at least one dot"))
     scope = spec.get("scope") or ""
-    if not scope:
+    if "scope" in spec and not scope:
         causes.append(v.required("spec.scope"))
     elif scope not in ("Cluster", "Namespaced"):
         causes.append(v.not_supported("spec.scope", scope, ["Cluster", "Namespaced"]))
     versions = spec.get("versions") or []
-    if not versions:
+    if "versions" in spec and not versions:
         causes.append(v.required("spec.versions"))
     seen: set[str] = set()
     for i, ver in enumerate(versions):

@@ -40,7 +40,7 @@ def _go_strings(values: list[Any]) -> str:
 def policy_rule_causes(rule: Obj, namespaced: bool, path: str) -> list[Cause]:
     """`ValidatePolicyRule`."""
     causes: list[Cause] = []
-    if not rule.get("verbs"):
+    if "verbs" in rule and not rule["verbs"]:  # absent: the schema's Required
         causes.append(v.required(f"{path}.verbs", "verbs must contain at least one value"))
     urls = rule.get("nonResourceURLs") or []
     if urls:
@@ -117,11 +117,13 @@ def subject_causes(subject: Obj, namespaced: bool, path: str) -> list[Cause]:
     """`ValidateRoleBindingSubject`."""
     causes: list[Cause] = []
     name = subject.get("name") or ""
-    if not name:
+    if "name" in subject and not name:
         causes.append(v.required(f"{path}.name"))
     kind = subject.get("kind")
     group = subject.get("apiGroup") or ""
-    if kind == "ServiceAccount":
+    if "kind" not in subject:
+        pass  # the schema reports it
+    elif kind == "ServiceAccount":
         if name:
             causes += [v.invalid(f"{path}.name", name, m) for m in v.name_is_dns_subdomain(name)]
         if group:
@@ -139,13 +141,15 @@ def subject_causes(subject: Obj, namespaced: bool, path: str) -> list[Cause]:
 def _binding_causes(obj: Obj, namespaced: bool) -> list[Cause]:
     causes = v.validate_object_meta(obj, namespaced, v.name_is_path_segment)
     ref = obj.get("roleRef") or {}
+    if "roleRef" not in obj:
+        return causes  # the schema reports it
     if ref.get("apiGroup", "") != GROUP:
         causes.append(v.not_supported("roleRef.apiGroup", ref.get("apiGroup", ""), [GROUP]))
     kinds = ["Role", "ClusterRole"] if namespaced else ["ClusterRole"]
     if ref.get("kind") not in kinds:
         causes.append(v.not_supported("roleRef.kind", ref.get("kind", ""), kinds))
     name = ref.get("name") or ""
-    if not name:
+    if "name" in ref and not name:
         causes.append(v.required("roleRef.name"))
     else:
         causes += [v.invalid("roleRef.name", name, m) for m in v.name_is_path_segment(name)]
