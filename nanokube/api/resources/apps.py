@@ -16,8 +16,9 @@ reimplemented over plain dicts:
 - rows are upstream's printer cells after NAME, wide columns included (the
   client hides them unless `-o wide`).
 
-StatefulSet is declared in `apps_statefulset`. Deployment, ReplicaSet and StatefulSet serve `/scale` (replicas at
-`spec.replicas`, `status.replicas`, selector at `spec.selector`).
+StatefulSet is declared in `apps_statefulset`. Deployment, ReplicaSet and
+StatefulSet serve `/scale` (replicas at `spec.replicas`, `status.replicas`,
+selector at `spec.selector`).
 """
 
 from __future__ import annotations
