@@ -103,6 +103,7 @@ async def test_cut_off_watch_relists_and_catches_up(any_client: Client, server) 
     await any_client.create(CONFIG_MAP, cm("stays"), "default")
     await any_client.create(CONFIG_MAP, cm("goes"), "default")
     informer = Informer(any_client, CONFIG_MAP, "default")
+    informer.min_backoff = 0.05  # cut off before any event: the informer backs off first
     seen = Recorder(informer)
     informer.start()
     try:
