@@ -25,7 +25,7 @@ from nanokube.api.errors import Cause
 from nanokube.api.kinds import Kind
 from nanokube.api.options import ListOptions, WriteOptions
 from nanokube.apiserver import admission
-from nanokube.apiserver.validate import admit
+from nanokube.apiserver import validate
 from nanokube.apiserver.watchcache import WatchCache, Watcher, decode
 from nanokube.storage.store import (
     CompactedError,
@@ -226,8 +226,9 @@ class ResourceStore:
                 obj.pop("status", None)
         elif "generation" in md and kind.custom_schema is not None:
             md["generation"] = 1
-        admit(kind, obj, None, opts.field_validation, warnings)
+        validate.decode(kind, obj, opts.field_validation, warnings)
         kind.prepare_create(obj)
+        validate.validate(kind, obj, None)
         await admission.on_create(self, kind, obj)
         if opts.dry_run:
             return obj
@@ -291,8 +292,9 @@ class ResourceStore:
             raise errors.conflict(kind.plural, name, kind.group)
         new = self._merge_update(kind, old, obj, subresource)
         if subresource != "status":
+            validate.decode(kind, new, opts.field_validation, warnings)
             kind.prepare_update(new, old)
-            admit(kind, new, old, opts.field_validation, warnings)
+            validate.validate(kind, new, old)
         return await self._write_update(kind, namespace, name, old, new, opts)
 
     def _merge_update(self, kind: Kind, old: Obj, new: Obj, subresource: str) -> Obj:

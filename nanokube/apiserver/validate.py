@@ -1,9 +1,10 @@
 """The admission of an object's content: defaulting, field validation, schema and semantic checks.
 
-Runs on every create and update, in upstream's order: defaults first (as on
-decode), then unknown fields per `fieldValidation` (Strict: 400, Warn: a
-`Warning` header, Ignore: nothing), then the JSON schema, then the kind's own
-semantic rules and, on update, its immutability rules. All causes are
+Runs on every create and update, in upstream's order: `decode` checks types
+and unknown fields per `fieldValidation` (Strict: 400, Warn: a `Warning`
+header, Ignore: nothing) and fills defaults; the registry then prepares the
+object (PrepareForCreate/Update); `validate` checks the JSON schema, the
+kind's semantic rules and, on update, its immutability rules. All causes are
 reported together in one 422, and nothing is stored.
 """
 
@@ -17,9 +18,8 @@ from nanokube.api.kinds import Kind
 Obj = dict[str, Any]
 
 
-def admit(
-    kind: Kind, obj: Obj, old: Obj | None, field_validation: str, warnings: list[str]
-) -> None:
+def decode(kind: Kind, obj: Obj, field_validation: str, warnings: list[str]) -> None:
+    """What upstream does while decoding a body: type checks, unknown fields, defaults."""
     validation.decode_check(kind, obj)  # wrong types are a 400, before defaulting trips on them
     if field_validation != "Ignore":
         unknown = validation.unknown_fields(kind, obj)
@@ -28,6 +28,10 @@ def admit(
                 raise validation.strict_error(kind, unknown)
             warnings.extend(validation.unknown_field_warning(p) for p in unknown)
     kind.defaults(obj)
+
+
+def validate(kind: Kind, obj: Obj, old: Obj | None) -> None:
+    """The schema and the kind's semantic rules (and immutability on update): one 422 for all."""
     causes = validation.schema_causes(kind, obj)
     causes += kind.validate(obj)
     if old is not None:
