@@ -5,7 +5,8 @@
 - `kinds`: find a `Kind` by apiVersion+kind or group+plural.
 - `Informer`, `SharedInformerFactory` (`informer`) over an `Indexer` (`cache`): list+watch
   caches with event handlers.
-- `WorkQueue` (`workqueue`): the rate-limited, deduplicating queue of keys.
+- `WorkQueue`, `run_workers` (`workqueue`): the rate-limited, deduplicating queue of keys
+  and the worker loops that drain it.
 - `LeaderElector` (`leaderelection`): one leader per Lease.
 - `EventRecorder` (`events`): core/v1 Events, aggregated.
 """
@@ -17,7 +18,7 @@ from nanokube.client.informer import Informer, SharedInformerFactory
 from nanokube.client.inprocess import InProcessClient
 from nanokube.client.interface import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Client, Obj
 from nanokube.client.leaderelection import LeaderElectionConfig, LeaderElector
-from nanokube.client.workqueue import RateLimiter, ShutDown, WorkQueue
+from nanokube.client.workqueue import RateLimiter, ShutDown, WorkQueue, run_workers
 
 __all__ = [
     "JSON_PATCH",
@@ -37,5 +38,6 @@ __all__ = [
     "ShutDown",
     "WorkQueue",
     "key_of",
+    "run_workers",
     "split_key",
 ]

@@ -94,8 +94,12 @@ class LeaderElector:
         on_stopped_leading: Callable[[], Any] | None = None,
     ) -> None:
         """Acquire the lease, run `on_started_leading()` while renewing it, and return when
-        leadership is lost (the callback is then cancelled). Cancelling `run` releases the
-        lease (with `release_on_cancel`)."""
+        leadership is lost (the callback is then cancelled) or the callback returns.
+
+        Cancelling `run` cancels the callback and releases the lease (with
+        `release_on_cancel`). `on_stopped_leading` is called whenever leading ends, but,
+        unlike upstream, not when `run` is cancelled before it ever led.
+        """
         async with self.leading() as lost:
             work = asyncio.create_task(on_started_leading(), name="leader-work")
             lost_wait = asyncio.create_task(lost.wait())

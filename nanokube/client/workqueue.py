@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -191,3 +191,40 @@ class WorkQueue(Generic[K]):
             if not fut.done():
                 fut.set_result(None)
                 return
+
+
+async def run_workers(
+    queue: WorkQueue[K], sync: Callable[[K], Awaitable[None]], workers: int = 1
+) -> None:
+    """Reconcile keys with `workers` concurrent loops until the queue is shut down.
+
+    Upstream's `processNextWorkItem`: a key whose `sync` raises is retried after its
+    back-off; one that succeeds is forgotten (its back-off reset). Either way it is
+    marked done, so that a key added meanwhile is processed again.
+    """
+
+    async def worker() -> None:
+        while True:
+            try:
+                key = await queue.get()
+            except ShutDown:
+                return
+            try:
+                await sync(key)
+            except Exception as e:  # noqa: BLE001 - any failure is retried with back-off
+                log.warning(
+                    "sync failed queue=%s key=%s retries=%d error=%r",
+                    queue.name,
+                    key,
+                    queue.num_requeues(key),
+                    e,
+                )
+                queue.add_rate_limited(key)
+            else:
+                queue.forget(key)
+            finally:
+                queue.done(key)
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(workers):
+            tg.create_task(worker(), name=f"worker-{queue.name}-{i}")

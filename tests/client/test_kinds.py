@@ -58,6 +58,7 @@ def test_public_api() -> None:
             "ShutDown",
             "WorkQueue",
             "key_of",
+            "run_workers",
             "split_key",
         ]
     )

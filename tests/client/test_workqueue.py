@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from nanokube.client.workqueue import RateLimiter, ShutDown, WorkQueue
+from nanokube.client.workqueue import RateLimiter, ShutDown, WorkQueue, run_workers
 
 
 async def test_a_waiting_key_is_queued_once() -> None:
@@ -143,3 +143,21 @@ async def test_shutdown_drops_delayed_keys() -> None:
     q.shutdown()
     await asyncio.sleep(0.03)
     assert q.depth == 0
+
+
+async def test_run_workers_retries_failures_and_forgets_successes() -> None:
+    q: WorkQueue[str] = WorkQueue("test", RateLimiter(base_delay=0.001, qps=0))
+    attempts: dict[str, int] = {}
+
+    async def sync(key: str) -> None:
+        attempts[key] = attempts.get(key, 0) + 1
+        if key == "flaky" and attempts[key] < 3:
+            raise RuntimeError("not yet")
+        if attempts.get("flaky", 0) >= 3 and key == "flaky":
+            q.shutdown()
+
+    q.add("ok")
+    q.add("flaky")
+    await asyncio.wait_for(run_workers(q, sync, workers=2), 5)
+    assert attempts == {"ok": 1, "flaky": 3}
+    assert q.num_requeues("flaky") == 0 and q.retries_total == 2
