@@ -70,7 +70,10 @@ class Client(Protocol):
         propagation_policy: str = "",
         grace_period_seconds: int | None = None,
         preconditions: Obj | None = None,
-    ) -> Obj: ...
+    ) -> Obj:
+        """The object as deleted, or as marked for deletion while finalizers or a grace
+        period hold it (`metadata.deletionTimestamp` set)."""
+        ...
 
     async def create_subresource(
         self, kind: Kind, name: str, namespace: str, subresource: str, body: Obj
