@@ -1,0 +1,229 @@
+"""Pod topology spread: the filter (`DoNotSchedule`) and the score (`ScheduleAnyway`).
+
+Upstream's `podtopologyspread` plugin. A constraint counts the pods its label
+selector matches (in the pod's namespace, not being deleted) per topology
+domain: the value of `topologyKey` on their node. Only nodes that pass the
+pod's node selector/affinity count as domains (`nodeAffinityPolicy: Honor`,
+the default) and a node without the key has no domain.
+
+- Filter: placing the pod in a domain must not make its count exceed the
+  smallest domain's count by more than `maxSkew` (the smallest counts as 0
+  while there are fewer domains than `minDomains`).
+- Score: fewer matching pods in the node's domains is better; each
+  constraint's count is weighted by log(number of domains + 2), then scores
+  are inverted and scaled to 0-100.
+
+A pod without constraints of its own gets upstream's system defaults: spread
+over hostnames (maxSkew 3) and zones (maxSkew 5), `ScheduleAnyway`. Upstream
+selects "the same workload" by the selectors of the Services, ReplicaSets and
+StatefulSets owning the pod; here it is the pods with the same controller
+owner (`ownerReferences[controller=true]`), which the cache counts per node,
+so the default spreading costs a dict lookup per node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from nanokube.api import selectors
+from nanokube.api.errors import StatusError
+from nanokube.scheduler.filters import Status
+from nanokube.scheduler.nodeinfo import HOSTNAME_LABEL, ZONE_LABEL, NodeInfo, PodInfo
+
+if TYPE_CHECKING:
+    from nanokube.scheduler.cache import Cache
+
+MAX_NODE_SCORE = 100
+ERR_CONSTRAINTS = Status(("node(s) didn't match pod topology spread constraints",))
+ERR_MISSING_LABEL = Status(
+    ("node(s) didn't match pod topology spread constraints (missing required label)",), True
+)
+
+
+@dataclass
+class Constraint:
+    key: str
+    max_skew: int
+    min_domains: int
+    count: Callable[[NodeInfo], int]  # matching pods on one node
+    self_match: bool  # whether the pod itself matches the selector
+
+
+def _selector_counter(obj: dict, pi: PodInfo) -> tuple[Callable[[NodeInfo], int], bool]:
+    try:
+        sel = selectors.label_selector_from_object(obj.get("labelSelector"))
+    except StatusError:
+        sel = selectors.NOTHING
+    extra = [
+        selectors.Requirement(k, selectors.IN, (pi.labels[k],))
+        for k in obj.get("matchLabelKeys") or ()
+        if k in pi.labels
+    ]
+    if extra:
+        sel = selectors.LabelSelector((*sel.requirements, *extra), sel.nothing)
+    ns = pi.namespace
+    match = sel.matches
+
+    def count(ni: NodeInfo) -> int:
+        return sum(
+            1 for p in ni.pods.values() if p.namespace == ns and not p.deleting and match(p.labels)
+        )
+
+    return count, match(pi.labels)
+
+
+def constraints(pi: PodInfo, when: str) -> list[Constraint]:
+    out = []
+    for c in pi.spread_constraints:
+        if (c.get("whenUnsatisfiable") or "DoNotSchedule") != when:
+            continue
+        count, self_match = _selector_counter(c, pi)
+        out.append(
+            Constraint(
+                c.get("topologyKey") or "",
+                int(c.get("maxSkew") or 1),
+                int(c.get("minDomains") or 1),
+                count,
+                self_match,
+            )
+        )
+    return out
+
+
+def default_constraints(pi: PodInfo, cache: Cache) -> list[Constraint]:
+    """The system defaults, over the pods of the same controller owner."""
+    if not pi.owner_uid:
+        return []
+    per_node = cache.owner_counts.get(pi.owner_uid)
+    if not per_node:
+        per_node = {}
+
+    def count(ni: NodeInfo) -> int:
+        return per_node.get(ni.name, 0)
+
+    return [
+        Constraint(HOSTNAME_LABEL, 3, 1, count, True),
+        Constraint(ZONE_LABEL, 5, 1, count, True),
+    ]
+
+
+@dataclass
+class SpreadFilterState:
+    constraints: list[Constraint]
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    min_match: list[int] = field(default_factory=list)
+
+
+def prefilter(pi: PodInfo, nodes: list[NodeInfo]) -> SpreadFilterState | None:
+    cons = constraints(pi, "DoNotSchedule")
+    if not cons:
+        return None
+    state = SpreadFilterState(cons)
+    counts = state.counts
+    for ni in nodes:
+        labels = ni.labels
+        if not all(c.key in labels for c in cons) or not pi.matches_node_selector(labels, ni.name):
+            continue
+        for c in cons:
+            pair = (c.key, labels[c.key])
+            counts[pair] = counts.get(pair, 0) + c.count(ni)
+    for c in cons:
+        domains = [n for (k, _), n in counts.items() if k == c.key]
+        if len(domains) < c.min_domains or not domains:
+            state.min_match.append(0)
+        else:
+            state.min_match.append(min(domains))
+    return state
+
+
+def filter_spread(state: SpreadFilterState, pi: PodInfo, ni: NodeInfo) -> Status | None:
+    labels = ni.labels
+    for i, c in enumerate(state.constraints):
+        value = labels.get(c.key)
+        if value is None:
+            return ERR_MISSING_LABEL
+        skew = state.counts.get((c.key, value), 0) + c.self_match - state.min_match[i]
+        if skew > c.max_skew:
+            return ERR_CONSTRAINTS
+    return None
+
+
+@dataclass
+class SpreadScoreState:
+    constraints: list[Constraint]
+    weights: list[float]
+    pair_counts: dict[tuple[str, str], int]
+    require_all: bool
+
+
+def prescore(
+    pi: PodInfo, feasible: list[NodeInfo], all_nodes: list[NodeInfo], cache: Cache
+) -> SpreadScoreState | None:
+    """Counts per domain for the soft constraints (or the defaults), or None: nothing to score."""
+    own = bool(pi.spread_constraints)
+    cons = constraints(pi, "ScheduleAnyway") if own else default_constraints(pi, cache)
+    if not cons:
+        return None
+    require_all = own
+    weights = []
+    for c in cons:
+        if c.key == HOSTNAME_LABEL:
+            size = sum(1 for ni in feasible if c.key in ni.labels)
+        else:
+            size = len({ni.labels[c.key] for ni in feasible if c.key in ni.labels})
+        weights.append(math.log(size + 2))
+    pair_counts: dict[tuple[str, str], int] = {}
+    wanted = {
+        (c.key, ni.labels[c.key])
+        for c in cons
+        if c.key != HOSTNAME_LABEL
+        for ni in feasible
+        if c.key in ni.labels
+    }
+    if wanted:
+        for ni in all_nodes:
+            labels = ni.labels
+            if require_all and not all(c.key in labels for c in cons):
+                continue
+            if not pi.matches_node_selector(labels, ni.name):
+                continue
+            for c in cons:
+                if c.key == HOSTNAME_LABEL or c.key not in labels:
+                    continue
+                pair = (c.key, labels[c.key])
+                if pair in wanted:
+                    pair_counts[pair] = pair_counts.get(pair, 0) + c.count(ni)
+    return SpreadScoreState(cons, weights, pair_counts, require_all)
+
+
+def score(state: SpreadScoreState, pi: PodInfo, ni: NodeInfo) -> int:
+    """The raw score (lower is better); -1 marks a node ignored for lack of a topology key."""
+    labels = ni.labels
+    if state.require_all and not all(c.key in labels for c in state.constraints):
+        return -1
+    total = 0.0
+    for c, weight in zip(state.constraints, state.weights, strict=True):
+        value = labels.get(c.key)
+        if value is None:
+            continue
+        cnt = c.count(ni) if c.key == HOSTNAME_LABEL else state.pair_counts.get((c.key, value), 0)
+        total += cnt * weight + (c.max_skew - 1)
+    return round(total)
+
+
+def normalize(scores: list[int]) -> None:
+    """Invert and scale to 0-100: the least crowded node gets 100; ignored nodes get 0."""
+    valid = [s for s in scores if s >= 0]
+    if not valid:
+        return
+    lo, hi = min(valid), max(valid)
+    for i, s in enumerate(scores):
+        if s < 0:
+            scores[i] = 0
+        elif hi == 0:
+            scores[i] = MAX_NODE_SCORE
+        else:
+            scores[i] = MAX_NODE_SCORE * (hi + lo - s) // hi
