@@ -74,17 +74,27 @@ class Controller:
 
     # -- running ------------------------------------------------------------
 
+    def work_queues(self) -> list[tuple[WorkQueue[str], Callable[[str], Awaitable[None]] | None]]:
+        """Each queue with the function its workers run (None: `self.sync`).
+
+        One queue is the rule; the garbage collector adds a second (orphaning).
+        """
+        return [(self.queue, None)]
+
     async def run(self) -> None:
         """Wait for the informers, then reconcile keys until cancelled."""
         for informer in self.watched:
             await informer.wait_for_sync()
         log.info("controller started controller=%s workers=%d", self.name, self.workers)
+        queues = self.work_queues()
         try:
             async with asyncio.TaskGroup() as group:
-                for i in range(self.workers):
-                    group.create_task(self._worker(), name=f"{self.name}-worker-{i}")
+                for queue, sync in queues:
+                    for i in range(self.workers):
+                        group.create_task(self._worker(queue, sync), name=f"{self.name}-{i}")
         finally:
-            self.queue.shutdown()
+            for queue, _ in queues:
+                queue.shutdown()
 
     def start(self) -> asyncio.Task[None]:
         """Run in a task of the current loop (once)."""
@@ -93,7 +103,8 @@ class Controller:
         return self._task
 
     async def stop(self) -> None:
-        self.queue.shutdown()
+        for queue, _ in self.work_queues():
+            queue.shutdown()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,30 +112,37 @@ class Controller:
             self._task = None
         await self.events.close()
 
-    async def _worker(self) -> None:
+    async def _worker(
+        self,
+        queue: WorkQueue[str] | None = None,
+        sync: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        """Take keys from `queue` (the controller's own by default) and run `sync` on each."""
+        queue = queue if queue is not None else self.queue
         while True:
             try:
-                key = await self.queue.get()
+                key = await queue.get()
             except ShutDown:
                 return
             try:
-                await self.sync(key)
+                await (sync if sync is not None else self.sync)(key)
             except asyncio.CancelledError:
                 raise
             except errors.Conflict as e:
                 # A stale read: normal under concurrency, retried quietly.
                 log.debug("reconcile conflict controller=%s key=%s error=%s", self.name, key, e)
-                self.queue.add_rate_limited(key)
+                queue.add_rate_limited(key)
             except Exception as e:  # noqa: BLE001 - one object's failure must not stop the loop
                 log.warning(
                     "reconcile failed controller=%s key=%s error=%r retries=%d",
                     self.name,
                     key,
                     e,
-                    self.queue.num_requeues(key),
+                    queue.num_requeues(key),
                 )
-                self.queue.add_rate_limited(key)
+                log.debug("reconcile failure", exc_info=True)
+                queue.add_rate_limited(key)
             else:
-                self.queue.forget(key)
+                queue.forget(key)
             finally:
-                self.queue.done(key)
+                queue.done(key)
