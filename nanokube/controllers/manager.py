@@ -1,0 +1,80 @@
+"""The controller manager: every controller, over one shared set of informers.
+
+`ControllerManager(client)` builds each controller in `CONTROLLERS` (an
+explicit list: adding a controller is adding a line), all asking one
+`SharedInformerFactory` for their informers, so each kind is listed and
+watched once however many controllers read it. `start()` starts the
+informers and the controllers as asyncio tasks; `stop()` stops them.
+`run()` does both around waiting forever, for a server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from nanokube.client.informer import SharedInformerFactory
+from nanokube.client.interface import Client
+from nanokube.controllers.base import Controller
+from nanokube.controllers.deployment import DeploymentController
+from nanokube.controllers.garbagecollector import GarbageCollector
+from nanokube.controllers.namespace import NamespaceController
+from nanokube.controllers.replicaset import ReplicaSetController
+from nanokube.controllers.serviceaccount import ServiceAccountController
+
+log = logging.getLogger(__name__)
+
+ControllerFactory = Callable[[Client, SharedInformerFactory], Controller]
+
+# Every controller the manager runs, by name (as upstream's --controllers flag names them).
+CONTROLLERS: dict[str, ControllerFactory] = {
+    "replicaset": ReplicaSetController,
+    "deployment": DeploymentController,
+    "garbagecollector": GarbageCollector,
+    "namespace": NamespaceController,
+    "serviceaccount": ServiceAccountController,
+}
+
+
+class ControllerManager:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        enabled: Iterable[str] | None = None,
+        resync_period: float = 0.0,
+    ) -> None:
+        """Build the controllers named in `enabled` (default: all of `CONTROLLERS`)."""
+        self.client = client
+        self.informers = SharedInformerFactory(client, resync_period=resync_period)
+        names = list(enabled) if enabled is not None else list(CONTROLLERS)
+        unknown = [n for n in names if n not in CONTROLLERS]
+        if unknown:
+            raise ValueError(f"unknown controllers: {', '.join(unknown)}")
+        self.controllers: dict[str, Controller] = {
+            name: CONTROLLERS[name](client, self.informers) for name in names
+        }
+
+    def start(self) -> None:
+        """Start the informers, then every controller (each waits for its informers)."""
+        self.informers.start()
+        for controller in self.controllers.values():
+            controller.start()
+        log.info("controller manager started controllers=%s", ",".join(self.controllers))
+
+    async def stop(self) -> None:
+        for controller in self.controllers.values():
+            await controller.stop()
+        await self.informers.shutdown()
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        return await self.informers.wait_for_cache_sync(timeout)
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
