@@ -86,6 +86,16 @@ def node_resources_fit(state: CycleState, pi: PodInfo, ni: NodeInfo) -> Status |
     pods cannot make room that the node does not have.
     """
     r = pi.req
+    if not state.nominated and not r.scalar:
+        # Fast path: everything fits outright (requests of 0 always fit upstream, and
+        # fit here unless the node is already over-committed: then the exact check runs).
+        if (
+            r.cpu <= ni.free_cpu
+            and r.memory <= ni.free_memory
+            and r.ephemeral <= ni.free_ephemeral
+            and ni.free_pods > 0
+        ):
+            return None
     cpu, memory, ephemeral, pods = r.cpu, r.memory, r.ephemeral, len(ni.pods) + 1
     nominated = state.nominated.get(ni.name) if state.nominated else None
     if nominated is not None:
@@ -93,14 +103,6 @@ def node_resources_fit(state: CycleState, pi: PodInfo, ni: NodeInfo) -> Status |
         memory += nominated.memory
         ephemeral += nominated.ephemeral
         pods += nominated.count
-    if (
-        pods <= ni.alloc_pods
-        and (not cpu or cpu <= ni.alloc_cpu - ni.req_cpu)
-        and (not memory or memory <= ni.alloc_memory - ni.req_memory)
-        and (not ephemeral or ephemeral <= ni.alloc_ephemeral - ni.req_ephemeral)
-        and not r.scalar
-    ):
-        return None
     reasons = []
     unresolvable = False
     if pods > ni.alloc_pods:

@@ -22,6 +22,7 @@ didn't match Pod's node affinity/selector." (reasons counted and sorted).
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from nanokube.scheduler.cache import Cache, NominatedTotals
 from nanokube.scheduler.filters import Filter, Status
 from nanokube.scheduler.nodeinfo import NodeInfo, PodInfo
 
+_NODE_CONDITION_FILTERS = (filters.node_unschedulable, filters.taint_toleration)
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
 DEFAULT_PERCENTAGE = 50  # at 0 nodes; one point less per 125 nodes (adaptive)
@@ -143,10 +145,22 @@ class Algorithm:
         feasible: list[NodeInfo] = []
         statuses: dict[str, Status] = {}
         start = self.next_start % n if n else 0
+        # Nodes without taints and not cordoned pass those two filters whatever the pod.
+        plain_chain = [f for f in chain if f not in _NODE_CONDITION_FILTERS]
+        only = plain_chain[0] if len(plain_chain) == 1 else None
         processed = 0
-        for ni in (*nodes[start:], *nodes[:start]) if start else nodes:
+        for ni in itertools.chain(nodes[start:], nodes[:start]) if start else nodes:
             processed += 1
-            for f in chain:
+            if only is not None and ni.plain:  # the common case: one call, no inner loop
+                st = only(state, pi, ni)
+                if st is not None:
+                    statuses[ni.name] = st
+                    continue
+                feasible.append(ni)
+                if len(feasible) >= to_find:
+                    break
+                continue
+            for f in plain_chain if ni.plain else chain:
                 st = f(state, pi, ni)
                 if st is not None:
                     statuses[ni.name] = st
@@ -161,16 +175,13 @@ class Algorithm:
 
     # -- scoring ---------------------------------------------------------------
 
+    @staticmethod
     def _add(
-        self,
         totals: list[int],
-        feasible: list[NodeInfo],
-        pi: PodInfo,
-        plugin: Callable[[PodInfo, NodeInfo], int],
+        raw: list[int],
         normalize: Callable[[list[int]], None] | None,
         weight: int,
     ) -> None:
-        raw = [plugin(pi, ni) for ni in feasible]
         if normalize is not None:
             normalize(raw)
         for i, s in enumerate(raw):
@@ -178,51 +189,31 @@ class Algorithm:
 
     def prioritize(self, pi: PodInfo, feasible: list[NodeInfo], nodes: list[NodeInfo]) -> list[int]:
         """The weighted score of every feasible node (same order)."""
-        totals = [0] * len(feasible)
-        self._add(totals, feasible, pi, scores.least_allocated, None, scores.WEIGHT_FIT)
-        r = pi.req
-        if r.cpu or r.memory:
-            self._add(
-                totals, feasible, pi, scores.balanced_allocation, None, scores.WEIGHT_BALANCED
-            )
+        resource_scores = scores.resource_scores
+        totals = [resource_scores(pi, ni) for ni in feasible]
         if pi.preferred_node_affinity:
-            self._add(
-                totals, feasible, pi, scores.node_affinity, scores.default_normalize,
-                scores.WEIGHT_NODE_AFFINITY,
-            )  # fmt: skip
+            raw = [scores.node_affinity(pi, ni) for ni in feasible]
+            self._add(totals, raw, scores.default_normalize, scores.WEIGHT_NODE_AFFINITY)
         if self.cache.prefer_no_schedule_nodes:
-            self._add(
-                totals, feasible, pi, scores.taint_toleration,
-                lambda raw: scores.default_normalize(raw, reverse=True), scores.WEIGHT_TAINT,
-            )  # fmt: skip
+            raw = [scores.taint_toleration(pi, ni) for ni in feasible]
+            self._add(totals, raw, scores.reverse_normalize, scores.WEIGHT_TAINT)
         spread = topology.prescore(pi, feasible, nodes, self.cache)
         if spread is not None:
-            self._add(
-                totals, feasible, pi, lambda p, n: topology.score(spread, p, n),
-                topology.normalize, scores.WEIGHT_SPREAD,
-            )  # fmt: skip
+            raw = [spread(ni) for ni in feasible]
+            self._add(totals, raw, topology.normalize, scores.WEIGHT_SPREAD)
         affinity = interpod.prescore(
             pi, nodes, self.cache.affinity_nodes.values(), self.cache.namespace_labels
         )
         if affinity is not None:
-            self._add(
-                totals, feasible, pi, lambda p, n: interpod.score(affinity, p, n),
-                interpod.normalize, scores.WEIGHT_INTERPOD,
-            )  # fmt: skip
+            raw = [interpod.score(affinity, pi, ni) for ni in feasible]
+            self._add(totals, raw, interpod.normalize, scores.WEIGHT_INTERPOD)
         return totals
 
     def select(self, feasible: list[NodeInfo], totals: list[int]) -> NodeInfo:
-        """The highest score; among equals, each has the same chance (reservoir sampling)."""
-        best = 0
-        ties = 1
-        for i in range(1, len(totals)):
-            if totals[i] > totals[best]:
-                best, ties = i, 1
-            elif totals[i] == totals[best]:
-                ties += 1
-                if self.rng.randrange(ties) == 0:
-                    best = i
-        return feasible[best]
+        """The highest score; among equals, each has the same chance."""
+        best = max(totals)
+        ties = [i for i, t in enumerate(totals) if t == best]
+        return feasible[ties[0] if len(ties) == 1 else self.rng.choice(ties)]
 
     # -- the cycle ---------------------------------------------------------------
 

@@ -137,7 +137,8 @@ class NodeInfo:
         "name", "node", "labels", "taints", "unschedulable", "alloc_cpu", "alloc_memory",
         "alloc_ephemeral", "alloc_pods", "alloc_scalar", "req_cpu", "req_memory",
         "req_ephemeral", "req_scalar", "nz_cpu", "nz_memory", "pods", "ports",
-        "pods_with_affinity", "pods_with_required_anti_affinity", "generation",
+        "pods_with_affinity", "pods_with_required_anti_affinity", "generation", "plain", "score_memo", "free_cpu", "free_memory", "free_ephemeral",
+        "free_pods",
     )  # fmt: skip
 
     def __init__(self, name: str) -> None:
@@ -146,11 +147,15 @@ class NodeInfo:
         self.labels: dict[str, str] = {}
         self.taints: list[Obj] = []
         self.unschedulable = False
+        self.plain = True  # no taints and not cordoned: the node-condition filters pass
+        self.score_memo: tuple[Any, int] | None = None  # see scores.resource_scores
         self.alloc_cpu = self.alloc_memory = self.alloc_ephemeral = self.alloc_pods = 0
         self.alloc_scalar: dict[str, int] = {}
         self.req_cpu = self.req_memory = self.req_ephemeral = 0
         self.req_scalar: dict[str, int] = {}
         self.nz_cpu = self.nz_memory = 0
+        # allocatable - requested, kept with them: the resource filter's fast path.
+        self.free_cpu = self.free_memory = self.free_ephemeral = self.free_pods = 0
         self.pods: dict[str, PodInfo] = {}
         self.ports: dict[tuple[str, int], set[str]] = {}  # (protocol, port) -> host IPs
         self.pods_with_affinity: dict[str, PodInfo] = {}
@@ -164,12 +169,14 @@ class NodeInfo:
         self.labels = md.get("labels") or {}
         self.taints = _condition_taints(node, spec.get("taints") or [])
         self.unschedulable = bool(spec.get("unschedulable"))
+        self.plain = not self.taints and not self.unschedulable
         alloc = requests.resource_list((node.get("status") or {}).get("allocatable"))
         self.alloc_cpu = alloc.pop(requests.CPU, 0)
         self.alloc_memory = alloc.pop(requests.MEMORY, 0)
         self.alloc_ephemeral = alloc.pop(requests.EPHEMERAL, 0)
         self.alloc_pods = alloc.pop(requests.PODS, 0)
         self.alloc_scalar = alloc
+        self._update_free()
         self.generation += 1
 
     def add_pod(self, pi: PodInfo) -> None:
@@ -208,6 +215,13 @@ class NodeInfo:
         self.nz_memory += sign * r.nonzero_memory
         for k, v in r.scalar.items():
             self.req_scalar[k] = self.req_scalar.get(k, 0) + sign * v
+        self._update_free()
+
+    def _update_free(self) -> None:
+        self.free_cpu = self.alloc_cpu - self.req_cpu
+        self.free_memory = self.alloc_memory - self.req_memory
+        self.free_ephemeral = self.alloc_ephemeral - self.req_ephemeral
+        self.free_pods = self.alloc_pods - len(self.pods)
 
     def port_conflict(self, ports: list[tuple[str, str, int]]) -> bool:
         """Upstream's `HostPortInfo.CheckConflict`: 0.0.0.0 conflicts with every IP."""

@@ -32,12 +32,21 @@ WEIGHT_INTERPOD = 2
 
 
 def least_allocated(pi: PodInfo, ni: NodeInfo) -> int:
-    """Mean over cpu and memory of free/allocatable after placing the pod (non-zero requests)."""
-    r = pi.req
+    """Mean over cpu and memory of free/allocatable after placing the pod (non-zero requests).
+
+    A resource the node does not offer is left out of the mean.
+    """
+    acpu, amem = ni.alloc_cpu, ni.alloc_memory
+    if acpu and amem:
+        ucpu = ni.nz_cpu + pi.req.nonzero_cpu
+        umem = ni.nz_memory + pi.req.nonzero_memory
+        cpu = (acpu - ucpu) * MAX_NODE_SCORE // acpu if ucpu <= acpu else 0
+        mem = (amem - umem) * MAX_NODE_SCORE // amem if umem <= amem else 0
+        return (cpu + mem) // 2
     total = weights = 0
     for alloc, used in (
-        (ni.alloc_cpu, ni.nz_cpu + r.nonzero_cpu),
-        (ni.alloc_memory, ni.nz_memory + r.nonzero_memory),
+        (acpu, ni.nz_cpu + pi.req.nonzero_cpu),
+        (amem, ni.nz_memory + pi.req.nonzero_memory),
     ):
         if alloc:
             weights += 1
@@ -58,6 +67,26 @@ def balanced_allocation(pi: PodInfo, ni: NodeInfo) -> int:
     cpu = min((ni.req_cpu + r.cpu) / ni.alloc_cpu, 1.0)
     mem = min((ni.req_memory + r.memory) / ni.alloc_memory, 1.0)
     return int((1 - abs(cpu - mem) / 2) * MAX_NODE_SCORE)
+
+
+def resource_scores(pi: PodInfo, ni: NodeInfo) -> int:
+    """LeastAllocated + BalancedAllocation (both weight 1), remembered per node.
+
+    Both depend only on the node's allocatable and requested totals (which bump
+    `NodeInfo.generation`) and on the pod's requests, and the pods of one
+    workload ask alike: between two cycles only the node that took the last pod
+    changes, so most nodes answer from their memo.
+    """
+    key = (ni.generation, pi.req)
+    memo = ni.score_memo
+    if memo is not None and memo[0] == key:
+        return memo[1]
+    r = pi.req
+    value = least_allocated(pi, ni)
+    if r.cpu or r.memory:
+        value += balanced_allocation(pi, ni)
+    ni.score_memo = (key, value)
+    return value
 
 
 def node_affinity(pi: PodInfo, ni: NodeInfo) -> int:
@@ -88,3 +117,7 @@ def default_normalize(scores: list[int], reverse: bool = False) -> None:
     for i, s in enumerate(scores):
         s = MAX_NODE_SCORE * s // hi
         scores[i] = MAX_NODE_SCORE - s if reverse else s
+
+
+def reverse_normalize(scores: list[int]) -> None:
+    default_normalize(scores, reverse=True)

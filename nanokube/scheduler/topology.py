@@ -93,23 +93,6 @@ def constraints(pi: PodInfo, when: str) -> list[Constraint]:
     return out
 
 
-def default_constraints(pi: PodInfo, cache: Cache) -> list[Constraint]:
-    """The system defaults, over the pods of the same controller owner."""
-    if not pi.owner_uid:
-        return []
-    per_node = cache.owner_counts.get(pi.owner_uid)
-    if not per_node:
-        per_node = {}
-
-    def count(ni: NodeInfo) -> int:
-        return per_node.get(ni.name, 0)
-
-    return [
-        Constraint(HOSTNAME_LABEL, 3, 1, count, True),
-        Constraint(ZONE_LABEL, 5, 1, count, True),
-    ]
-
-
 @dataclass
 class SpreadFilterState:
     constraints: list[Constraint]
@@ -151,31 +134,52 @@ def filter_spread(state: SpreadFilterState, pi: PodInfo, ni: NodeInfo) -> Status
     return None
 
 
-@dataclass
-class SpreadScoreState:
-    constraints: list[Constraint]
-    weights: list[float]
-    pair_counts: dict[tuple[str, str], int]
-    require_all: bool
+Scorer = Callable[[NodeInfo], int]
 
 
-def prescore(
-    pi: PodInfo, feasible: list[NodeInfo], all_nodes: list[NodeInfo], cache: Cache
-) -> SpreadScoreState | None:
-    """Counts per domain for the soft constraints (or the defaults), or None: nothing to score."""
-    own = bool(pi.spread_constraints)
-    cons = constraints(pi, "ScheduleAnyway") if own else default_constraints(pi, cache)
-    if not cons:
-        return None
-    require_all = own
-    weights = []
-    for c in cons:
-        if c.key == HOSTNAME_LABEL:
-            size = sum(1 for ni in feasible if c.key in ni.labels)
-        else:
-            size = len({ni.labels[c.key] for ni in feasible if c.key in ni.labels})
-        weights.append(math.log(size + 2))
-    pair_counts: dict[tuple[str, str], int] = {}
+def _weight(feasible: list[NodeInfo], key: str) -> float:
+    """log(number of domains + 2): hostnames count nodes, other keys distinct values."""
+    if key == HOSTNAME_LABEL:
+        return math.log(sum(1 for ni in feasible if key in ni.labels) + 2)
+    return math.log(len({ni.labels[key] for ni in feasible if key in ni.labels}) + 2)
+
+
+def _default_scorer(pi: PodInfo, feasible: list[NodeInfo], cache: Cache) -> Scorer:
+    """The system defaults over the owner's per-node counts: a dict lookup per node."""
+    per_node = cache.owner_counts.get(pi.owner_uid) or {}
+    host_weight = _weight(feasible, HOSTNAME_LABEL)
+    zone_weight = _weight(feasible, ZONE_LABEL)
+    zones: dict[str, int] = {}
+    for name, n in per_node.items():
+        ni = cache.nodes.get(name)
+        if ni is None or ni.node is None or not pi.matches_node_selector(ni.labels, ni.name):
+            continue
+        zone = ni.labels.get(ZONE_LABEL)
+        if zone is not None:
+            zones[zone] = zones.get(zone, 0) + n
+    # Each domain's share of the raw score: count × weight + (maxSkew − 1).
+    zone_part = {zone: n * zone_weight + (5 - 1) for zone, n in zones.items()}
+    empty_zone = 5 - 1
+    host_empty = 3 - 1
+
+    def score(ni: NodeInfo) -> int:
+        labels = ni.labels
+        total = 0.0
+        if HOSTNAME_LABEL in labels:
+            n = per_node.get(ni.name)
+            total = n * host_weight + host_empty if n else host_empty
+        zone = labels.get(ZONE_LABEL)
+        if zone is not None:
+            total += zone_part.get(zone, empty_zone)
+        return int(total + 0.5)  # Go's math.Round (half away from zero), not banker's
+
+    return score
+
+
+def _constraints_scorer(
+    pi: PodInfo, cons: list[Constraint], feasible: list[NodeInfo], all_nodes: list[NodeInfo]
+) -> Scorer:
+    weights = [_weight(feasible, c.key) for c in cons]
     wanted = {
         (c.key, ni.labels[c.key])
         for c in cons
@@ -183,35 +187,47 @@ def prescore(
         for ni in feasible
         if c.key in ni.labels
     }
+    pair_counts: dict[tuple[str, str], int] = {}
     if wanted:
         for ni in all_nodes:
             labels = ni.labels
-            if require_all and not all(c.key in labels for c in cons):
+            if not all(c.key in labels for c in cons):
                 continue
             if not pi.matches_node_selector(labels, ni.name):
                 continue
             for c in cons:
-                if c.key == HOSTNAME_LABEL or c.key not in labels:
-                    continue
                 pair = (c.key, labels[c.key])
-                if pair in wanted:
+                if c.key != HOSTNAME_LABEL and pair in wanted:
                     pair_counts[pair] = pair_counts.get(pair, 0) + c.count(ni)
-    return SpreadScoreState(cons, weights, pair_counts, require_all)
+
+    def score(ni: NodeInfo) -> int:
+        labels = ni.labels
+        if not all(c.key in labels for c in cons):
+            return -1  # ignored: lacks a topology key the pod's own constraints need
+        total = 0.0
+        for c, weight in zip(cons, weights, strict=True):
+            value = labels[c.key]
+            cnt = c.count(ni) if c.key == HOSTNAME_LABEL else pair_counts.get((c.key, value), 0)
+            total += cnt * weight + (c.max_skew - 1)
+        return int(total + 0.5)  # Go's math.Round (half away from zero), not banker's
+
+    return score
 
 
-def score(state: SpreadScoreState, pi: PodInfo, ni: NodeInfo) -> int:
-    """The raw score (lower is better); -1 marks a node ignored for lack of a topology key."""
-    labels = ni.labels
-    if state.require_all and not all(c.key in labels for c in state.constraints):
-        return -1
-    total = 0.0
-    for c, weight in zip(state.constraints, state.weights, strict=True):
-        value = labels.get(c.key)
-        if value is None:
-            continue
-        cnt = c.count(ni) if c.key == HOSTNAME_LABEL else state.pair_counts.get((c.key, value), 0)
-        total += cnt * weight + (c.max_skew - 1)
-    return round(total)
+def prescore(
+    pi: PodInfo, feasible: list[NodeInfo], all_nodes: list[NodeInfo], cache: Cache
+) -> Scorer | None:
+    """The raw scorer (lower is better, -1: ignored node), or None: nothing to score.
+
+    The pod's own `ScheduleAnyway` constraints need every topology key on a
+    node; the system defaults count whichever keys a node has.
+    """
+    if pi.spread_constraints:
+        cons = constraints(pi, "ScheduleAnyway")
+        return _constraints_scorer(pi, cons, feasible, all_nodes) if cons else None
+    if not pi.owner_uid:
+        return None
+    return _default_scorer(pi, feasible, cache)
 
 
 def normalize(scores: list[int]) -> None:
