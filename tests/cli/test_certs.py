@@ -4,8 +4,11 @@ that the files make a working mutual-TLS handshake, and client certificates for 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,7 @@ def test_first_start_creates_every_file_with_private_keys(tls: certs.ClusterTLS)
         "client-admin.key",
         "client-ca.crt",
         "client-ca.key",
+        "manifest.json",
         "server-ca.crt",
         "server-ca.key",
         "serving-kube-apiserver.crt",
@@ -87,13 +91,31 @@ def test_later_starts_reuse_the_files(tmp_path: Path, tls: certs.ClusterTLS) -> 
     assert contents(again) == before
 
 
+def test_a_vouched_start_does_not_import_cryptography(tls: certs.ClusterTLS) -> None:
+    code = (
+        "import sys; from nanokube.cli import certs; "
+        f"certs.ensure_cluster_tls({str(tls.dir)!r}, certs.serving_sans('127.0.0.1', 'node-a')); "
+        "print('cryptography' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "False\n"
+
+
+def test_a_touched_file_is_checked_again_and_kept(tls: certs.ClusterTLS) -> None:
+    before = contents(tls)
+    os.utime(tls.serving[0])
+    certs.ensure_cluster_tls(tls.dir, certs.serving_sans("127.0.0.1", "node-a"))
+    after = contents(tls)
+    assert {n for n in before if before[n] != after[n]} == {"manifest.json"}
+
+
 def test_a_missing_san_renews_only_the_serving_certificate(tls: certs.ClusterTLS) -> None:
     before = contents(tls)
     certs.ensure_cluster_tls(tls.dir, certs.serving_sans("192.0.2.7", "node-a"))
     after = contents(tls)
     assert "192.0.2.7" in sans(load(tls.serving[0]))
     changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"serving-kube-apiserver.crt", "serving-kube-apiserver.key"}
+    assert changed == {"serving-kube-apiserver.crt", "serving-kube-apiserver.key", "manifest.json"}
 
 
 def test_a_lost_ca_key_makes_a_new_ca_and_re_signs_its_leaves(tls: certs.ClusterTLS) -> None:
