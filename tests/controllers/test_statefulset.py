@@ -18,7 +18,7 @@ from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_event import EVENT
 from nanokube.api.resources.core_storage import PERSISTENT_VOLUME_CLAIM
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers.statefulset import StatefulSetController
 
 Obj = dict[str, Any]
@@ -40,26 +40,26 @@ def stateful_set(replicas: int = 3, **spec: Any) -> Obj:
     }
 
 
-async def pod_names(client: InProcessClient) -> list[str]:
+async def pod_names(client: Client) -> list[str]:
     items = (await client.list(POD, "default"))["items"]
     return sorted(
         p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")
     )
 
 
-async def wait_names(client: InProcessClient, names: list[str]) -> None:
+async def wait_names(client: Client, names: list[str]) -> None:
     async def check() -> bool:
         return await pod_names(client) == names
 
     await eventually(check)
 
 
-async def ready(client: InProcessClient, kubelet: Kubelet, name: str) -> None:
+async def ready(client: Client, kubelet: Kubelet, name: str) -> None:
     await kubelet.ready([await client.get(POD, name, "default")])
 
 
 async def test_ordered_ready_creates_one_pod_at_a_time_with_identity(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     controller = StatefulSetController(client, informers)
     async with running(informers, controller):
@@ -114,7 +114,7 @@ async def test_ordered_ready_creates_one_pod_at_a_time_with_identity(
 
 
 async def test_ordered_scale_down_from_the_highest_ordinal(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     controller = StatefulSetController(client, informers)
@@ -137,7 +137,7 @@ async def test_ordered_scale_down_from_the_highest_ordinal(
 
 
 async def test_parallel_creates_every_pod_at_once(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     controller = StatefulSetController(client, informers)
     async with running(informers, controller):
@@ -149,7 +149,7 @@ async def test_parallel_creates_every_pod_at_once(
 
 
 async def test_claims_from_templates_and_retention(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     claim_template = {
@@ -200,7 +200,7 @@ async def test_claims_from_templates_and_retention(
 
 
 async def test_rolling_update_respects_the_partition(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     controller = StatefulSetController(client, informers)
@@ -259,7 +259,7 @@ async def test_rolling_update_respects_the_partition(
 
 
 async def test_on_delete_leaves_pods_until_deleted(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     controller = StatefulSetController(client, informers)
@@ -294,7 +294,7 @@ async def test_on_delete_leaves_pods_until_deleted(
 
 
 async def test_failed_pod_is_recreated(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     controller = StatefulSetController(client, informers)
