@@ -148,6 +148,7 @@ def new_node(desc: NodeDescription) -> Obj:
                 "osImage": desc.os_image,
                 "containerRuntimeVersion": desc.container_runtime_version,
                 "kubeletVersion": desc.kubelet_version,
+                "kubeProxyVersion": "",  # deprecated, still required by the schema
                 "operatingSystem": "linux",
                 "architecture": "amd64",
             },

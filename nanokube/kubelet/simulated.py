@@ -101,6 +101,7 @@ class SimNode:
     internal_ip: str
     stopped: bool = False
     registered: bool = False
+    deleted: bool = False  # its Node was deleted: no re-registration until `start`
     uid: str = ""
     lease: Obj | None = None  # the last Lease written: renewed against its resourceVersion
     status_posted: float = 0.0  # monotonic time of the last status post
@@ -207,7 +208,7 @@ class SimulatedNodes:
         """Start node `name`'s kubelet again (registering the Node if it was deleted)."""
         sim = self.nodes[name]
         if not sim.registered:
-            sim.stopped = False
+            sim.stopped = sim.deleted = False
             await self._register(sim)
         patch = {"metadata": {"annotations": {STOPPED_ANNOTATION: None}}}
         self._on_node(await self.client.patch(NODE, name, patch))
@@ -300,6 +301,7 @@ class SimulatedNodes:
         sim = self.nodes.get((node.get("metadata") or {}).get("name", ""))
         if sim is not None:
             sim.registered, sim.lease, sim.cidr, sim.applied_rv = False, None, None, 0
+            sim.deleted = True
 
     def _kick(self, sim: SimNode) -> None:
         """A node that starts again heartbeats now and looks at its pods."""
@@ -325,10 +327,13 @@ class SimulatedNodes:
             due += tick
             await asyncio.sleep(max(due - loop.time(), 0.0))
             due = max(due, loop.time() - tick)  # after a stall, do not burst to catch up
-            await self._bounded(self._heartbeat(s) for s in groups[i] if s.live)
+            await self._bounded(self._heartbeat(s) for s in groups[i] if not s.stopped)
             i = (i + 1) % buckets
 
     async def _heartbeat(self, sim: SimNode) -> None:
+        if not sim.registered and not sim.deleted and not sim.stopped:
+            await self._register(sim)  # the first attempt failed: try again
+            return
         if not sim.live:
             return
         await self._renew_lease(sim)

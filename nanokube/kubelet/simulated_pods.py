@@ -86,6 +86,7 @@ class ContainerRun:
     image: str
     exit_code: int | None  # None: runs until the pod is stopped
     run_seconds: float
+    init: bool = False
     sidecar: bool = False
     state: str = "waiting"  # waiting, running or terminated
     reason: str = "ContainerCreating"  # of the waiting state
@@ -140,6 +141,7 @@ def new_run(pod: Obj, ip: str, now: float, start_delay: float) -> PodRun:
             c.get("image", ""),
             exit_code,
             0.0 if init and not sidecar else run_seconds,
+            init=init,
             sidecar=sidecar,
             next_start=start,
         )
@@ -180,8 +182,12 @@ def _step(run: PodRun, c: ContainerRun, now: float, base: float, cap: float) -> 
                 return end
             c.state, c.finished_at, c.last_exit = "terminated", end, c.exit_code
         else:
-            restart = c.sidecar or run.restart_policy == "Always"
-            restart = restart or (run.restart_policy == "OnFailure" and c.last_exit != 0)
+            if c.init:  # init containers run to completion once; sidecars restart always
+                restart = c.sidecar
+            else:
+                restart = run.restart_policy == "Always" or (
+                    run.restart_policy == "OnFailure" and c.last_exit != 0
+                )
             if not restart or run.terminal:
                 return None
             c.last_termination = _terminated(c)
