@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import stat
 from pathlib import Path
 
 from nanokube.cli.files import write_private
@@ -72,9 +73,22 @@ preferences: {{}}
 
 
 def write(paths: list[Path], server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> None:
-    """Write the same kubeconfig to each of `paths` (creating parent directories), mode 0600."""
+    """Write the same kubeconfig to each of `paths` (creating parent directories), mode 0600.
+
+    A file that already holds exactly this text with mode 0600 is left alone:
+    most starts change nothing, and an fsync per file would slow them.
+    """
     text = render(server, ca_pem, cert_pem, key_pem).encode()
     for path in paths:
         path = Path(path)
+        if _holds(path, text):
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         write_private(path, text)
+
+
+def _holds(path: Path, text: bytes) -> bool:
+    try:
+        return stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_bytes() == text
+    except OSError:
+        return False

@@ -59,6 +59,17 @@ def test_write_creates_parents_and_keeps_the_file_private(tmp_path: Path) -> Non
     assert not list(tmp_path.glob("**/.*.tmp"))
 
 
+def test_an_unchanged_file_is_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write([path], "https://127.0.0.1:6443", CA, CERT, KEY)
+    inode = path.stat().st_ino
+    kubeconfig.write([path], "https://127.0.0.1:6443", CA, CERT, KEY)
+    assert path.stat().st_ino == inode
+    kubeconfig.write([path], "https://127.0.0.1:7443", CA, CERT, KEY)
+    assert path.stat().st_ino != inode
+    assert "7443" in path.read_text()
+
+
 @pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl is not installed")
 def test_kubectl_reads_it(tmp_path: Path) -> None:
     path = tmp_path / "kubeconfig.yaml"
