@@ -12,7 +12,9 @@ RollingUpdate, one step per reconcile:
 
 Counting `spec.replicas` rather than pods is what keeps a step safe while the
 ReplicaSets' statuses lag: a surge slot is spent when the new ReplicaSet is
-resized, before its pod exists.
+resized, before its pod exists. For the same reason a ReplicaSet's available
+pods count at most up to its `spec.replicas` (upstream counts its status as
+is, which briefly includes the pods it is deleting, and can overshoot).
 
 Recreate: scale every old ReplicaSet to zero, wait until none of their pods
 is still running, then create (or scale up) the new ReplicaSet.
@@ -111,7 +113,13 @@ async def scale_down_old(
 ) -> int:
     """Scale old ReplicaSets down by the available pods above the minimum, oldest first."""
     min_available = du.replicas(d) - du.max_unavailable(d)
-    available = du.total_status(all_rss, "availableReplicas")
+    # A ReplicaSet just scaled down still counts the pods it is deleting until its
+    # status catches up: never count more available pods than it wants.
+    available = sum(
+        min(du.status_count(rs, "availableReplicas"), du.replicas(rs))
+        for rs in all_rss
+        if rs is not None
+    )
     if available <= min_available:
         return 0
     budget = available - min_available

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from nanokube.api import meta
 from nanokube.api.resources.core import POD
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers.base import Controller
 
 Obj = dict[str, Any]
@@ -86,7 +86,7 @@ def ready_status(pod: Obj) -> Obj:
 class Kubelet:
     """Marks pods Running and Ready through `/status`, as a node agent would."""
 
-    def __init__(self, client: InProcessClient) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.auto_ready = False
         self._task: asyncio.Task[None] | None = None

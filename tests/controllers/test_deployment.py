@@ -21,11 +21,12 @@ from nanokube.api.resources.apps import DEPLOYMENT, REPLICA_SET
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_event import EVENT
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers import deployment_util as du
 from nanokube.controllers.deployment import DeploymentController
 from nanokube.controllers.replicaset import ReplicaSetController
 
+CLIENTS = ("in-process", "http")  # every test runs over both clients
 Obj = dict[str, Any]
 LABELS = {"app": "web"}
 
@@ -45,21 +46,19 @@ def deployment(replicas: int = 3, image: str = "nginx:1.25", **spec: Any) -> Obj
 
 
 @contextlib.asynccontextmanager
-async def controllers(
-    client: InProcessClient, informers: SharedInformerFactory
-) -> AsyncIterator[None]:
+async def controllers(client: Client, informers: SharedInformerFactory) -> AsyncIterator[None]:
     rs = ReplicaSetController(client, informers)
     dc = DeploymentController(client, informers)
     async with running(informers, rs, dc):
         yield
 
 
-async def replica_sets(client: InProcessClient) -> list[Obj]:
+async def replica_sets(client: Client) -> list[Obj]:
     items = (await client.list(REPLICA_SET, "default"))["items"]
     return sorted(items, key=du.revision)
 
 
-async def live_pods(client: InProcessClient) -> list[Obj]:
+async def live_pods(client: Client) -> list[Obj]:
     items = (await client.list(POD, "default"))["items"]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
@@ -75,7 +74,7 @@ def rollout_done(d: Obj) -> bool:
     )
 
 
-async def wait_rolled_out(client: InProcessClient) -> Obj:
+async def wait_rolled_out(client: Client) -> Obj:
     async def check() -> Obj | None:
         d = await client.get(DEPLOYMENT, "web", "default")
         pods = await live_pods(client)
@@ -89,7 +88,7 @@ def condition(d: Obj, type: str) -> Obj:
 
 
 async def test_first_rollout(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     async with controllers(client, informers):
@@ -137,9 +136,7 @@ async def test_first_rollout(
         ]
 
 
-async def test_scaling(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
-) -> None:
+async def test_scaling(client: Client, informers: SharedInformerFactory, kubelet: Kubelet) -> None:
     kubelet.auto_ready = True
     async with controllers(client, informers):
         await client.create(DEPLOYMENT, deployment(replicas=2))
@@ -158,7 +155,7 @@ async def test_scaling(
 class RolloutWatch:
     """Watches pods during a rollout and records the worst moments seen."""
 
-    def __init__(self, client: InProcessClient) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.pods: dict[str, Obj] = {}
         self.max_pods = 0
@@ -194,7 +191,7 @@ class RolloutWatch:
 
 
 async def test_rolling_update_keeps_within_surge_and_unavailability(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}
@@ -220,7 +217,7 @@ async def test_rolling_update_keeps_within_surge_and_unavailability(
 
 
 async def test_percentages_round_surge_up_and_unavailability_down(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     async with controllers(client, informers):
@@ -242,7 +239,7 @@ async def test_percentages_round_surge_up_and_unavailability_down(
 
 
 async def test_rollback_by_template_and_restart(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     async with controllers(client, informers):
@@ -293,7 +290,7 @@ async def test_rollback_by_template_and_restart(
 
 
 async def test_paused_deployment_does_not_roll_out(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     async with controllers(client, informers):
@@ -333,7 +330,7 @@ async def test_paused_deployment_does_not_roll_out(
 
 
 async def test_recreate_stops_old_pods_before_starting_new_ones(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     async with controllers(client, informers):
@@ -354,7 +351,7 @@ async def test_recreate_stops_old_pods_before_starting_new_ones(
 
 
 async def test_old_replica_sets_beyond_the_history_limit_are_deleted(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     kubelet.auto_ready = True
     async with controllers(client, informers):

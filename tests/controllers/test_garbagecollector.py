@@ -18,12 +18,13 @@ from nanokube.api import errors
 from nanokube.api.resources.apps import DEPLOYMENT, REPLICA_SET
 from nanokube.api.resources.core import CONFIG_MAP, POD
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers.deployment import DeploymentController
 from nanokube.controllers.garbagecollector import GarbageCollector, collected_kinds
 from nanokube.controllers.gc_graph import Graph
 from nanokube.controllers.replicaset import ReplicaSetController
 
+CLIENTS = ("in-process", "http")  # every test runs over both clients
 Obj = dict[str, Any]
 
 
@@ -37,21 +38,21 @@ def ref(owner: Obj, block: bool = False) -> Obj:
     }
 
 
-async def config_map(client: InProcessClient, name: str, *owners: Obj, **md: Any) -> Obj:
+async def config_map(client: Client, name: str, *owners: Obj, **md: Any) -> Obj:
     metadata: Obj = {"name": name, "namespace": "default", **md}
     if owners:
         metadata["ownerReferences"] = list(owners)
     return await client.create(CONFIG_MAP, {"metadata": metadata, "data": {"k": "v"}})
 
 
-async def exists(client: InProcessClient, name: str) -> Obj | None:
+async def exists(client: Client, name: str) -> Obj | None:
     try:
         return await client.get(CONFIG_MAP, name, "default")
     except errors.NotFound:
         return None
 
 
-def gone(client: InProcessClient, *names: str) -> Any:
+def gone(client: Client, *names: str) -> Any:
     async def check() -> bool:
         return all([await exists(client, n) is None for n in names])
 
@@ -59,7 +60,7 @@ def gone(client: InProcessClient, *names: str) -> Any:
 
 
 async def test_dependents_of_a_deleted_owner_are_deleted(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     gc = GarbageCollector(client, informers)
     async with running(informers, gc):
@@ -72,7 +73,7 @@ async def test_dependents_of_a_deleted_owner_are_deleted(
 
 
 async def test_a_dependent_of_an_owner_that_never_existed_is_deleted(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     gc = GarbageCollector(client, informers)
     async with running(informers, gc):
@@ -88,7 +89,7 @@ async def test_a_dependent_of_an_owner_that_never_existed_is_deleted(
 
 
 async def test_a_remaining_owner_keeps_the_dependent(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     gc = GarbageCollector(client, informers)
     async with running(informers, gc):
@@ -107,7 +108,7 @@ async def test_a_remaining_owner_keeps_the_dependent(
 
 
 async def test_orphan_propagation_keeps_dependents(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     gc = GarbageCollector(client, informers)
     async with running(informers, gc):
@@ -121,7 +122,7 @@ async def test_orphan_propagation_keeps_dependents(
 
 
 async def test_foreground_deletion_waits_for_blocking_dependents(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     gc = GarbageCollector(client, informers)
     async with running(informers, gc):
@@ -147,7 +148,7 @@ async def test_foreground_deletion_waits_for_blocking_dependents(
 
 
 async def test_deleting_a_deployment_removes_its_replica_sets_and_pods(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     controllers = (
         ReplicaSetController(client, informers),

@@ -8,11 +8,13 @@ from controller_harness import eventually, pod_template
 from nanokube.api import errors
 from nanokube.api.resources.apps import DEPLOYMENT
 from nanokube.api.resources.core import NAMESPACE, POD, SERVICE_ACCOUNT
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers.manager import CONTROLLERS, ControllerManager
 
+CLIENTS = ("in-process", "http")  # every test runs over both clients
 
-async def test_runs_every_controller(client: InProcessClient) -> None:
+
+async def test_runs_every_controller(client: Client) -> None:
     manager = ControllerManager(client)
     assert set(manager.controllers) == set(CONTROLLERS)
     manager.start()
@@ -52,6 +54,6 @@ async def test_runs_every_controller(client: InProcessClient) -> None:
         await manager.stop()
 
 
-def test_unknown_controllers_are_refused(client: InProcessClient) -> None:
+def test_unknown_controllers_are_refused(client: Client) -> None:
     with pytest.raises(ValueError, match="unknown controllers: nope"):
         ControllerManager(client, enabled=["replicaset", "nope"])

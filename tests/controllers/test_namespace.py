@@ -15,14 +15,15 @@ from controller_harness import eventually, running
 from nanokube.api import errors
 from nanokube.api.resources.core import CONFIG_MAP, NAMESPACE, SECRET
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers.garbagecollector import GarbageCollector
 from nanokube.controllers.namespace import NamespaceController, emptied_kinds
 
+CLIENTS = ("in-process", "http")  # every test runs over both clients
 Obj = dict[str, Any]
 
 
-async def namespace_gone(client: InProcessClient, name: str) -> bool:
+async def namespace_gone(client: Client, name: str) -> bool:
     try:
         await client.get(NAMESPACE, name)
     except errors.NotFound:
@@ -31,7 +32,7 @@ async def namespace_gone(client: InProcessClient, name: str) -> bool:
 
 
 async def test_deleting_a_namespace_empties_and_removes_it(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     controllers = (NamespaceController(client, informers), GarbageCollector(client, informers))
     async with running(informers, *controllers):
@@ -51,7 +52,7 @@ async def test_deleting_a_namespace_empties_and_removes_it(
 
 
 async def test_content_held_by_a_finalizer_keeps_the_namespace_terminating(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     async with running(informers, NamespaceController(client, informers)):
         await client.create(NAMESPACE, {"metadata": {"name": "team"}})

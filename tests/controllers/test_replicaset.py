@@ -17,9 +17,10 @@ from nanokube.api.resources.apps import REPLICA_SET
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_event import EVENT
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers.replicaset import ReplicaSetController, slow_start_batch
 
+CLIENTS = ("in-process", "http")  # every test runs over both clients
 Obj = dict[str, Any]
 LABELS = {"app": "web"}
 
@@ -38,7 +39,7 @@ def replica_set(name: str = "web", replicas: int = 3, **spec: Any) -> Obj:
     }
 
 
-async def owned_pods(client: InProcessClient, rs: Obj) -> list[Obj]:
+async def owned_pods(client: Client, rs: Obj) -> list[Obj]:
     pods = (await client.list(POD, "default"))["items"]
     uid = rs["metadata"]["uid"]
     return [
@@ -49,7 +50,7 @@ async def owned_pods(client: InProcessClient, rs: Obj) -> list[Obj]:
     ]
 
 
-async def wait_pods(client: InProcessClient, rs: Obj, count: int) -> list[Obj]:
+async def wait_pods(client: Client, rs: Obj, count: int) -> list[Obj]:
     async def check() -> list[Obj] | None:
         pods = await owned_pods(client, rs)
         return pods if len(pods) == count else None
@@ -65,7 +66,7 @@ async def wait_pods(client: InProcessClient, rs: Obj, count: int) -> list[Obj]:
 
 
 async def test_creates_replicas_from_template(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     controller = ReplicaSetController(client, informers)
     async with running(informers, controller):
@@ -107,7 +108,7 @@ async def test_creates_replicas_from_template(
 
 
 async def test_replaces_deleted_pods_and_scales_down(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     controller = ReplicaSetController(client, informers)
     async with running(informers, controller):
@@ -130,7 +131,7 @@ async def test_replaces_deleted_pods_and_scales_down(
 
 
 async def test_scale_down_deletes_not_ready_pods_first(
-    client: InProcessClient, informers: SharedInformerFactory, kubelet: Kubelet
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
 ) -> None:
     controller = ReplicaSetController(client, informers)
     async with running(informers, controller):
@@ -153,7 +154,7 @@ async def test_scale_down_deletes_not_ready_pods_first(
 
 
 async def test_adopts_orphans_and_releases_pods_that_stop_matching(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     orphan = await client.create(
         POD,
@@ -184,7 +185,7 @@ async def test_adopts_orphans_and_releases_pods_that_stop_matching(
 
 
 async def test_pods_of_another_controller_are_left_alone(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     controller = ReplicaSetController(client, informers)
     async with running(informers, controller):

@@ -8,11 +8,13 @@ from controller_harness import eventually, running
 from nanokube.api import errors
 from nanokube.api.resources.core import NAMESPACE, SERVICE_ACCOUNT
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.inprocess import InProcessClient
+from nanokube.client.interface import Client
 from nanokube.controllers.serviceaccount import ServiceAccountController
 
+CLIENTS = ("in-process", "http")  # every test runs over both clients
 
-async def has_default(client: InProcessClient, namespace: str) -> bool:
+
+async def has_default(client: Client, namespace: str) -> bool:
     try:
         await client.get(SERVICE_ACCOUNT, "default", namespace)
     except errors.NotFound:
@@ -21,7 +23,7 @@ async def has_default(client: InProcessClient, namespace: str) -> bool:
 
 
 async def test_every_namespace_gets_a_default_service_account(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     async with running(informers, ServiceAccountController(client, informers)):
         await client.create(NAMESPACE, {"metadata": {"name": "team"}})
@@ -44,7 +46,7 @@ async def test_every_namespace_gets_a_default_service_account(
 
 
 async def test_no_account_in_a_terminating_namespace(
-    client: InProcessClient, informers: SharedInformerFactory
+    client: Client, informers: SharedInformerFactory
 ) -> None:
     await client.create(NAMESPACE, {"metadata": {"name": "team"}})
     await client.delete(NAMESPACE, "team")  # held by its finalizer: Terminating
