@@ -5,8 +5,13 @@ change to the server, no cProfile overhead inside it) and writes collapsed
 stacks: one line per distinct stack, `frame;frame;...;frame COUNT`. The
 summary ranks functions by self samples (the innermost frame: where CPU is
 spent) and by inclusive samples (the function is anywhere on the stack: what
-it costs with all it calls). Idle samples (the event loop waiting in epoll)
-are not recorded by py-spy unless asked, so percentages are of busy time.
+it costs with all it calls). Percentages are of busy samples: stacks that end
+in the event loop's wait (epoll) are left out.
+
+Sampling is `--native`: py-spy pauses the process briefly per sample and
+unwinds C frames too. Without it, time in C (TLS, socket writes, sqlite) is
+charged to the nearest Python frame, and `--nonblocking` sampling was seen to
+charge socket writes several times their real share.
 
 py-spy is not a dependency of nanokube: `pip install py-spy` into .venv to
 use `--profile`.
@@ -23,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 _LINE = re.compile(r"\s*\(([^)]*?)(?::\d+)?\)$")
+_IDLE = ("epoll_wait", "epoll_pwait", "poll (", "select (")
 
 
 def available() -> str | None:
@@ -36,7 +42,7 @@ def available() -> str | None:
 class Recording:
     """`py-spy record` of `pid` from now until `stop()`."""
 
-    def __init__(self, pid: int, output: Path, rate: int = 200) -> None:
+    def __init__(self, pid: int, output: Path, rate: int = 100) -> None:
         exe = available()
         if exe is None:
             raise RuntimeError("py-spy not found: pip install py-spy into .venv")
@@ -51,7 +57,7 @@ class Recording:
                 "raw",
                 "--rate",
                 str(rate),
-                "--nonblocking",
+                "--native",
                 "--output",
                 str(output),
             ],
@@ -89,7 +95,7 @@ def summarize(path: Path, top: int = 15) -> str:
             continue
         n = int(count)
         frames = [_function(f) for f in stack.split(";") if f.strip()]
-        if not frames:
+        if not frames or frames[-1].startswith(_IDLE):
             continue
         total += n
         own[frames[-1]] += n
