@@ -35,6 +35,7 @@ from nanokube.kubelet.simulated import (
     run_simulated_nodes,
     usage,
 )
+from nanokube.storage.memory import MemoryStore
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -95,9 +96,6 @@ async def simulated(client: InProcessClient, **options: Any) -> AsyncIterator[Si
             await task
         await ipam.stop()
         await informers.shutdown()
-
-
-from nanokube.storage.memory import MemoryStore  # noqa: E402
 
 
 def pod(name: str, annotations: dict[str, str] | None = None, **spec: Any) -> Obj:
