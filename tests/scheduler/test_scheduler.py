@@ -6,6 +6,7 @@ from typing import Any
 
 from sched_helpers import EVENT, NODE, POD, PRIORITY_CLASS, eventually, make_node, make_pod, running
 
+from nanokube.client.http import HTTPClient
 from nanokube.client.inprocess import InProcessClient
 from nanokube.scheduler import Scheduler
 
@@ -125,3 +126,22 @@ async def _node_of(client: InProcessClient, name: str) -> str | None:
 async def _status_field(client: InProcessClient, name: str, field: str) -> Any:
     pod = await client.get(POD, name, "default")
     return (pod.get("status") or {}).get(field)
+
+
+async def test_over_http_as_a_separate_process_would(server: Any, client: InProcessClient) -> None:
+    http = HTTPClient(f"http://127.0.0.1:{server.config.port}")
+    try:
+        await client.create(NODE, make_node("a"))
+        await client.create(NODE, make_node("b", ready="False"))
+        async with running(Scheduler(http)):
+            for i in range(3):
+                await client.create(POD, make_pod(f"p{i}", cpu="100m"))
+
+            async def all_bound() -> list[Obj] | None:
+                pods = await _pods(client)
+                return pods if all(p["spec"].get("nodeName") for p in pods) else None
+
+            pods = await eventually(all_bound)
+    finally:
+        await http.close()
+    assert {p["spec"]["nodeName"] for p in pods} == {"a"}  # never the NotReady node
