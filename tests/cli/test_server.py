@@ -4,6 +4,7 @@ certificate, exit 0 on SIGTERM and SIGINT, and state kept across restarts."""
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import os
 import signal
@@ -83,6 +84,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if pytest dies, so no server outlives a killed run."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def start_server(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -101,6 +107,7 @@ def start_server(tmp_path: Path, port: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -17,6 +17,7 @@ nor touches `~/.kube` or `/etc/nanokube`. It counts as started once
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import os
 import signal
@@ -35,6 +36,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 KUBECTL_TIMEOUT = 120.0
 LOG_TAIL_LINES = 200
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -104,6 +106,7 @@ class Cluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C of pytest does not reach it before teardown
+                preexec_fn=die_with_parent,
             )
         self._wait_ready()
 
@@ -216,6 +219,12 @@ class Cluster:
     def _note(self, message: str) -> None:
         with self.log_path.open("a") as log:
             log.write(f"=== harness: {message} ===\n")
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if pytest dies, so no server outlives a killed run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
