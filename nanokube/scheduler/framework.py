@@ -184,8 +184,7 @@ class Algorithm:
     ) -> None:
         if normalize is not None:
             normalize(raw)
-        for i, s in enumerate(raw):
-            totals[i] += s * weight
+        totals[:] = [t + s * weight for t, s in zip(totals, raw, strict=True)]
 
     def prioritize(self, pi: PodInfo, feasible: list[NodeInfo], nodes: list[NodeInfo]) -> list[int]:
         """The weighted score of every feasible node (same order)."""

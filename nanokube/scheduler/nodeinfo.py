@@ -138,13 +138,15 @@ class NodeInfo:
         "alloc_ephemeral", "alloc_pods", "alloc_scalar", "req_cpu", "req_memory",
         "req_ephemeral", "req_scalar", "nz_cpu", "nz_memory", "pods", "ports",
         "pods_with_affinity", "pods_with_required_anti_affinity", "generation", "plain", "score_memo", "free_cpu", "free_memory", "free_ephemeral",
-        "free_pods",
+        "free_pods", "zone", "has_hostname",
     )  # fmt: skip
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.node: Obj | None = None  # None: pods are known on a node the cache has not seen
         self.labels: dict[str, str] = {}
+        self.zone: str | None = None  # the zone label, read by every spreading score
+        self.has_hostname = False
         self.taints: list[Obj] = []
         self.unschedulable = False
         self.plain = True  # no taints and not cordoned: the node-condition filters pass
@@ -167,6 +169,8 @@ class NodeInfo:
         spec = node.get("spec") or {}
         self.node = node
         self.labels = md.get("labels") or {}
+        self.zone = self.labels.get(ZONE_LABEL)
+        self.has_hostname = HOSTNAME_LABEL in self.labels
         self.taints = _condition_taints(node, spec.get("taints") or [])
         self.unschedulable = bool(spec.get("unschedulable"))
         self.plain = not self.taints and not self.unschedulable

@@ -24,6 +24,7 @@ so the default spreading costs a dict lookup per node.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 from nanokube.api import selectors
 from nanokube.api.errors import StatusError
 from nanokube.scheduler.filters import Status
-from nanokube.scheduler.nodeinfo import HOSTNAME_LABEL, ZONE_LABEL, NodeInfo, PodInfo
+from nanokube.scheduler.nodeinfo import HOSTNAME_LABEL, NodeInfo, PodInfo
 
 if TYPE_CHECKING:
     from nanokube.scheduler.cache import Cache
@@ -135,6 +136,8 @@ def filter_spread(state: SpreadFilterState, pi: PodInfo, ni: NodeInfo) -> Status
 
 
 Scorer = Callable[[NodeInfo], int]
+_HAS_HOSTNAME = operator.attrgetter("has_hostname")
+_ZONE = operator.attrgetter("zone")
 
 
 def _weight(feasible: list[NodeInfo], key: str) -> float:
@@ -147,30 +150,34 @@ def _weight(feasible: list[NodeInfo], key: str) -> float:
 def _default_scorer(pi: PodInfo, feasible: list[NodeInfo], cache: Cache) -> Scorer:
     """The system defaults over the owner's per-node counts: a dict lookup per node."""
     per_node = cache.owner_counts.get(pi.owner_uid) or {}
-    host_weight = _weight(feasible, HOSTNAME_LABEL)
-    zone_weight = _weight(feasible, ZONE_LABEL)
+    # Domains among the feasible nodes, counted at C speed (this runs every cycle).
+    host_weight = math.log(sum(map(_HAS_HOSTNAME, feasible)) + 2)
+    zone_set = set(map(_ZONE, feasible))
+    zone_set.discard(None)
+    zone_weight = math.log(len(zone_set) + 2)
     zones: dict[str, int] = {}
     for name, n in per_node.items():
         ni = cache.nodes.get(name)
-        if ni is None or ni.node is None or not pi.matches_node_selector(ni.labels, ni.name):
+        if ni is None or ni.node is None or ni.zone is None:
             continue
-        zone = ni.labels.get(ZONE_LABEL)
-        if zone is not None:
-            zones[zone] = zones.get(zone, 0) + n
-    # Each domain's share of the raw score: count × weight + (maxSkew − 1).
-    zone_part = {zone: n * zone_weight + (5 - 1) for zone, n in zones.items()}
-    empty_zone = 5 - 1
-    host_empty = 3 - 1
+        if pi.matches_node_selector(ni.labels, ni.name):
+            zones[ni.zone] = zones.get(ni.zone, 0) + n
+    host_skew, zone_skew = 3 - 1, 5 - 1  # maxSkew - 1 of the two default constraints
+    # Each zone's share of the raw score (count × weight + maxSkew − 1).
+    zone_part = {zone: n * zone_weight + zone_skew for zone, n in zones.items()}
+    # The whole raw score of a node holding none of the owner's pods, by zone.
+    empty = {zone: int(zone_part.get(zone, zone_skew) + host_skew + 0.5) for zone in zone_set}  # type: ignore[misc]
 
     def score(ni: NodeInfo) -> int:
-        labels = ni.labels
+        n = per_node.get(ni.name)
+        zone = ni.zone
+        if not n and ni.has_hostname and zone is not None:
+            return empty[zone]
         total = 0.0
-        if HOSTNAME_LABEL in labels:
-            n = per_node.get(ni.name)
-            total = n * host_weight + host_empty if n else host_empty
-        zone = labels.get(ZONE_LABEL)
+        if ni.has_hostname:
+            total = n * host_weight + host_skew if n else host_skew
         if zone is not None:
-            total += zone_part.get(zone, empty_zone)
+            total += zone_part.get(zone, zone_skew)
         return int(total + 0.5)  # Go's math.Round (half away from zero), not banker's
 
     return score
@@ -232,14 +239,18 @@ def prescore(
 
 def normalize(scores: list[int]) -> None:
     """Invert and scale to 0-100: the least crowded node gets 100; ignored nodes get 0."""
-    valid = [s for s in scores if s >= 0]
-    if not valid:
+    if not scores:
         return
-    lo, hi = min(valid), max(valid)
-    for i, s in enumerate(scores):
-        if s < 0:
-            scores[i] = 0
-        elif hi == 0:
-            scores[i] = MAX_NODE_SCORE
-        else:
-            scores[i] = MAX_NODE_SCORE * (hi + lo - s) // hi
+    lo = min(scores)
+    if lo < 0:
+        valid = [s for s in scores if s >= 0]
+        if not valid:
+            scores[:] = [0] * len(scores)
+            return
+        lo = min(valid)
+    hi = max(scores)
+    if hi == 0:
+        scores[:] = [MAX_NODE_SCORE if s >= 0 else 0 for s in scores]
+        return
+    top = hi + lo
+    scores[:] = [MAX_NODE_SCORE * (top - s) // hi if s >= 0 else 0 for s in scores]
