@@ -266,10 +266,16 @@ def max_unavailable(deployment: Obj) -> int:
 
 
 def new_rs_new_replicas(deployment: Obj, all_rss: list[Obj], new: Obj) -> int:
-    """`NewRSNewReplicas`: how far the new ReplicaSet may grow in this step."""
+    """`NewRSNewReplicas`: how far the new ReplicaSet may grow in this step.
+
+    Each ReplicaSet counts for the larger of its `spec.replicas` and its last
+    observed pod count, so pods a ReplicaSet was just asked to delete still take
+    their surge slot until it reports them gone (upstream counts specs only, and
+    can briefly run more than `replicas + maxSurge` pods).
+    """
     if not is_rolling(deployment):
         return replicas(deployment)
-    current = total_replicas(list(all_rss))
+    current = sum(max(replicas(rs), status_count(rs, "replicas")) for rs in all_rss)
     max_total = replicas(deployment) + max_surge(deployment)
     if current >= max_total:
         return replicas(new)

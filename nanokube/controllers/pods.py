@@ -117,8 +117,6 @@ def pods_to_delete(pods: list[Obj], related: list[Obj], count: int) -> list[Obj]
     Upstream's `getPodsToDelete`: each pod is ranked by how many related pods share
     its node, then sorted by `deletion_order_key`.
     """
-    if count >= len(pods):
-        return list(pods)
     per_node: dict[str, int] = {}
     for p in related:
         node = (p.get("spec") or {}).get("nodeName")

@@ -373,3 +373,26 @@ async def test_old_replica_sets_beyond_the_history_limit_are_deleted(
             return revisions if revisions == [3, 4] else None
 
         await eventually(cleaned)
+
+
+async def test_progress_deadline_exceeded(client: Client, informers: SharedInformerFactory) -> None:
+    async with controllers(client, informers):
+        await client.create(DEPLOYMENT, deployment(replicas=2, progressDeadlineSeconds=1))
+
+        async def timed_out() -> Obj | None:
+            d = await client.get(DEPLOYMENT, "web", "default")
+            conds = {c["type"]: c for c in (d.get("status") or {}).get("conditions") or ()}
+            progressing = conds.get("Progressing") or {}
+            return d if progressing.get("reason") == "ProgressDeadlineExceeded" else None
+
+        d = await eventually(timed_out)
+        (rs,) = await replica_sets(client)
+        cond = condition(d, "Progressing")
+        assert cond["status"] == "False"
+        assert (
+            cond["message"] == f'ReplicaSet "{rs["metadata"]["name"]}" has timed out progressing.'
+        )
+        available = condition(d, "Available")
+        assert (available["status"], available["reason"]) == ("False", "MinimumReplicasUnavailable")
+        assert available["message"] == "Deployment does not have minimum availability."
+        assert d["status"]["unavailableReplicas"] == 2

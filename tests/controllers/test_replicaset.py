@@ -13,12 +13,17 @@ from typing import Any
 
 from controller_harness import Kubelet, eventually, pod_template, running
 
+from nanokube.api import errors
 from nanokube.api.resources.apps import REPLICA_SET
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_event import EVENT
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
-from nanokube.controllers.replicaset import ReplicaSetController, slow_start_batch
+from nanokube.controllers.replicaset import (
+    ReplicaSetController,
+    calculate_status,
+    slow_start_batch,
+)
 
 CLIENTS = ("in-process", "http")  # every test runs over both clients
 Obj = dict[str, Any]
@@ -218,3 +223,43 @@ async def test_slow_start_batches_double_and_stop_at_the_first_failure() -> None
     budget["left"] = 100
     created, error = await slow_start_batch(10, 1, create)
     assert (created, error, len(calls)) == (10, None, 10)
+
+
+async def test_available_only_after_min_ready_seconds(
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
+) -> None:
+    controller = ReplicaSetController(client, informers)
+    async with running(informers, controller):
+        rs = await client.create(REPLICA_SET, replica_set(replicas=1, minReadySeconds=1))
+        pods = await wait_pods(client, rs, 1)
+        await kubelet.ready(pods)
+
+        async def counts() -> tuple[int, int] | None:
+            status = (await client.get(REPLICA_SET, "web", "default")).get("status") or {}
+            ready = status.get("readyReplicas", 0)
+            return (ready, status.get("availableReplicas", 0)) if ready else None
+
+        assert await eventually(counts) == (1, 0)
+
+        async def available() -> bool:
+            status = (await client.get(REPLICA_SET, "web", "default")).get("status") or {}
+            return status.get("availableReplicas") == 1
+
+        await eventually(available)
+
+
+def test_a_failed_create_sets_the_replica_failure_condition_until_success() -> None:
+    rs = replica_set(replicas=2)
+    rs["metadata"]["generation"] = 1
+    error = errors.Forbidden('pods "web-x" is forbidden: exceeded quota')
+    status = calculate_status(rs, [], error)
+    (cond,) = status["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == (
+        "ReplicaFailure",
+        "True",
+        "FailedCreate",
+    )
+    assert cond["message"] == 'pods "web-x" is forbidden: exceeded quota'
+    assert status["replicas"] == 0 and status["observedGeneration"] == 1
+    rs["status"] = status
+    assert "conditions" not in calculate_status(rs, [], None)
