@@ -24,12 +24,12 @@ from pathlib import Path
 
 import uvloop
 
+from nanokube.api.options import WriteOptions
 from nanokube.apiserver import binding, patching
 from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import WatchCache
 from nanokube.client import kinds
 from nanokube.client.inprocess import InProcessClient
-from nanokube.api.options import WriteOptions
 from nanokube.scheduler import Scheduler
 from nanokube.scheduler.cache import Cache
 from nanokube.scheduler.framework import Algorithm
@@ -92,6 +92,7 @@ def pod(i: int, owners: int) -> dict:
 
 
 async def end_to_end(store: Store, nodes: int, pods: int, owners: int) -> None:
+    assert POD is not None and NODE is not None and NAMESPACE is not None
     cache = WatchCache(store)
     await cache.start()
     resources = ResourceStore(store, cache)
@@ -124,7 +125,6 @@ async def end_to_end(store: Store, nodes: int, pods: int, owners: int) -> None:
     await scheduler.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await scheduler.informers.shutdown()
     await cache.stop()
 
 

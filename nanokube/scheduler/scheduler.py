@@ -104,6 +104,8 @@ class Scheduler:
         self.cache = Cache()
         self.queue = SchedulingQueue()
         self.algorithm = Algorithm(self.cache, percentage_of_nodes_to_score, seed)
+        # Informers shared with the controllers are theirs to stop; our own we stop.
+        self._own_informers = informers is None
         self.informers = informers or SharedInformerFactory(client)
         self.recorder = EventRecorder(client, name)
         self._pods: Informer | None = None
@@ -206,9 +208,11 @@ class Scheduler:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.recorder.close()
+            if self._own_informers:
+                await self.informers.shutdown()
 
     async def stop(self) -> None:
-        """End `run()` after the current pod (informers shared with others keep running)."""
+        """End `run()` after the current pod (informers passed in keep running)."""
         self._stopping = True
         self.queue.close()
 

@@ -8,14 +8,22 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from nanokube.api.kinds import Kind
 from nanokube.client import kinds
 
 Obj = dict[str, Any]
 
-POD = kinds.by_kind("v1", "Pod")
-NODE = kinds.by_kind("v1", "Node")
-EVENT = kinds.by_kind("v1", "Event")
-PRIORITY_CLASS = kinds.by_kind("scheduling.k8s.io/v1", "PriorityClass")
+
+def _kind(api_version: str, kind: str) -> Kind:
+    found = kinds.by_kind(api_version, kind)
+    assert found is not None, kind
+    return found
+
+
+POD = _kind("v1", "Pod")
+NODE = _kind("v1", "Node")
+EVENT = _kind("v1", "Event")
+PRIORITY_CLASS = _kind("scheduling.k8s.io/v1", "PriorityClass")
 
 
 def free_port() -> int:
@@ -114,4 +122,3 @@ async def running(scheduler: Any) -> AsyncIterator[Any]:
         await scheduler.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 5)
-        await scheduler.informers.shutdown()
