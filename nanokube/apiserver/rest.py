@@ -24,8 +24,7 @@ from nanokube.api import errors, meta
 from nanokube.api.errors import Cause
 from nanokube.api.kinds import Kind
 from nanokube.api.options import ListOptions, WriteOptions
-from nanokube.apiserver import admission
-from nanokube.apiserver import validate
+from nanokube.apiserver import admission, validate
 from nanokube.apiserver.watchcache import WatchCache, Watcher, decode
 from nanokube.storage.store import (
     CompactedError,

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 ANONYMOUS_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+# The authenticated user of a request: {"username", "groups"}, or None (anonymous).
+USER = web.RequestKey("user", dict)
 
 
 @dataclass
@@ -109,7 +111,7 @@ def build_app(config: APIServerConfig) -> APIServer:
                 user = _user_of(request)
                 if user is None and request.path not in ANONYMOUS_PATHS:
                     raise errors.Unauthorized("Unauthorized")
-                request["user"] = user
+                request[USER] = user
             return await handler(request)
         except errors.StatusError as e:
             return codec.status_response(e)
@@ -210,12 +212,21 @@ async def start(config: APIServerConfig) -> tuple[APIServer, web.AppRunner]:
     server = build_app(config)
     await server.cache.start()
     await ensure_system_namespaces(server.resources, server.registry)
-    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    # handler_cancellation: a watch whose client went away ends at once, not at
+    # its next write, so its watcher does not linger in the cache's fan-out.
+    runner = web.AppRunner(
+        server.app, access_log=None, handle_signals=False, handler_cancellation=True
+    )
     await runner.setup()
     site = web.TCPSite(
         runner, config.bind_address, config.port, ssl_context=ssl_context(config), backlog=1024
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await server.cache.stop()
+        await runner.cleanup()
+        raise
     log.info("API server listening address=%s port=%d", config.bind_address, config.port)
     return server, runner
 

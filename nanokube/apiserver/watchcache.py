@@ -181,10 +181,12 @@ class WatchCache:
         self.ready.set()
 
     async def _follow(self) -> None:
+        """Apply the store's changes until its watch ends (the store was closed)."""
         while True:
             try:
                 async for event in self.store.watch("/registry/", self.revision):
                     self._apply(event)
+                return
             except CompactedError:
                 # We fell behind the store's history: start again from a fresh
                 # list, and make every watcher relist (410), as upstream does.

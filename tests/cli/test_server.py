@@ -156,11 +156,6 @@ def test_server_serves_until_a_signal_then_exits_0(tmp_path: Path, signum: int) 
     assert os.stat(tmp_path / "kubeconfig.yaml").st_mode & 0o777 == 0o600
 
 
-@pytest.mark.xfail(
-    raises=subprocess.TimeoutExpired,
-    reason="apiserver.start leaves its watch cache following the closed store when the bind "
-    "fails, and that loop spins instead of exiting (nanokube/apiserver)",
-)
 def test_a_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
