@@ -23,6 +23,7 @@ from nanokube.api.resources.core_event import EVENT
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers.job import JobController
+from nanokube.controllers.job_ttl import TTLAfterFinishedController
 
 Obj = dict[str, Any]
 FINALIZER = "batch.kubernetes.io/job-tracking"
@@ -342,3 +343,36 @@ async def test_pod_failure_policy(client: Client, informers: SharedInformerFacto
             f"Container main for pod default/{second['metadata']['name']} failed with exit code 42 "
             "matching FailJob rule at index 1"
         )
+
+
+async def test_ttl_after_finished_deletes_the_job(
+    client: Client, informers: SharedInformerFactory
+) -> None:
+    ttl = TTLAfterFinishedController(client, informers)
+    async with running(informers, ttl):
+        created = await client.create(JOB, job(ttlSecondsAfterFinished=100))
+        now = meta.now_rfc3339()
+        created["status"] = {
+            "startTime": now,
+            "completionTime": now,
+            "succeeded": 1,
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                {"type": "Complete", "status": "True", "lastTransitionTime": now},
+            ],
+        }
+        await client.update(JOB, created, subresource="status")
+
+        async def still_there() -> bool:
+            return ttl.queue.adds_total >= 1
+
+        await eventually(still_there)
+        assert (await client.get(JOB, "pi", "default"))["metadata"]["uid"]
+        # A hundred seconds later, the Job goes.
+        ttl.now = lambda: time.time() + 101
+        await client.patch(JOB, "pi", {"metadata": {"labels": {"poke": "1"}}}, "default")
+
+        async def gone() -> bool:
+            return not (await client.list(JOB, "default"))["items"]
+
+        await eventually(gone)
