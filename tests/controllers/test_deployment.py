@@ -21,7 +21,7 @@ from nanokube.api.resources.apps import DEPLOYMENT, REPLICA_SET
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_event import EVENT
 from nanokube.client.informer import SharedInformerFactory
-from nanokube.client.interface import Client
+from nanokube.client.interface import JSON_PATCH, Client
 from nanokube.controllers import deployment_util as du
 from nanokube.controllers.deployment import DeploymentController
 from nanokube.controllers.replicaset import ReplicaSetController
@@ -252,12 +252,19 @@ async def test_rollback_by_template_and_restart(
         await wait_rolled_out(client)
         first, second = await replica_sets(client)
 
-        # `kubectl rollout undo`: the old ReplicaSet's template, without its hash label.
+        # `kubectl rollout undo` sends this JSON patch: the old ReplicaSet's template
+        # without its hash label, and its annotations but for the controller's own.
         template = du.template_of(first)
         template["metadata"]["labels"].pop(du.HASH_LABEL)
         current = await client.get(DEPLOYMENT, "web", "default")
-        current["spec"]["template"] = template
-        await client.update(DEPLOYMENT, current)
+        own = {du.REVISION, du.REVISION_HISTORY, du.DESIRED_REPLICAS, du.MAX_REPLICAS}
+        annotations = {k: v for k, v in du.annotations_of(current).items() if k in own}
+        annotations.update({k: v for k, v in du.annotations_of(first).items() if k not in own})
+        undo = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ]
+        await client.patch(DEPLOYMENT, "web", undo, "default", patch_type=JSON_PATCH)
         d = await wait_rolled_out(client)
         rss = {rs["metadata"]["name"]: rs for rs in await replica_sets(client)}
         assert len(rss) == 2
