@@ -403,3 +403,29 @@ async def test_progress_deadline_exceeded(client: Client, informers: SharedInfor
         assert (available["status"], available["reason"]) == ("False", "MinimumReplicasUnavailable")
         assert available["message"] == "Deployment does not have minimum availability."
         assert d["status"]["unavailableReplicas"] == 2
+
+
+async def test_hash_collision_bumps_collision_count(
+    client: Client, informers: SharedInformerFactory, kubelet: Kubelet
+) -> None:
+    kubelet.auto_ready = True
+    d = await client.create(DEPLOYMENT, deployment(replicas=1, paused=True))
+    taken = f"web-{du.compute_hash(d['spec']['template'])}"
+    other = {"app": "other"}
+    await client.create(
+        REPLICA_SET,
+        {
+            "metadata": {"name": taken, "namespace": "default"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": other},
+                "template": pod_template(other),
+            },
+        },
+    )
+    async with controllers(client, informers):
+        await client.patch(DEPLOYMENT, "web", {"spec": {"paused": False}}, "default")
+        d = await wait_rolled_out(client)
+        assert d["status"]["collisionCount"] == 1
+        names = {rs["metadata"]["name"] for rs in await replica_sets(client)}
+        assert names == {taken, f"web-{du.compute_hash(d['spec']['template'], 1)}"}
