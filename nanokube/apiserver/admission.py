@@ -2,6 +2,7 @@
 
 - NamespaceLifecycle: objects are created only in namespaces that exist and are
   not being deleted.
+- Priority: a pod's priorityClassName resolved into `spec.priority` (`priority`).
 - Service IP allocation: a Service of type ClusterIP/NodePort/LoadBalancer gets
   a free IP of the service network (and NodePorts a free port), as upstream's
   service registry allocates them.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nanokube.api import errors
 from nanokube.api.kinds import Kind
+from nanokube.apiserver import priority
 
 if TYPE_CHECKING:
     from nanokube.apiserver.rest import ResourceStore
@@ -47,6 +49,8 @@ async def on_create(registry: ResourceStore, kind: Kind, obj: Obj) -> None:
             )
     if _is(kind, "Service"):
         allocate_service_addresses(registry, obj)
+    elif _is(kind, "Pod"):
+        await priority.resolve_priority(registry, obj)
 
 
 def _used_service_addresses(registry: ResourceStore) -> tuple[set[str], set[int]]:

@@ -133,8 +133,7 @@ async def bind(resources: ResourceStore, namespace: str, pod_name: str, binding:
         new = copy.deepcopy(old)
         _assign(new, node, md.get("annotations") or {}, preconditions)
         try:
-            # The registry's compare-and-swap write (no update admission: see the docstring).
-            await resources._write_update(_POD, namespace, pod_name, old, new, WriteOptions())
+            await resources.write(_POD, namespace, pod_name, old, new, WriteOptions())
         except errors.Conflict:
             if attempt == _ATTEMPTS - 1:
                 raise

@@ -294,7 +294,7 @@ class ResourceStore:
             validate.decode(kind, new, opts.field_validation, warnings)
             kind.prepare_update(new, old)
             validate.validate(kind, new, old)
-        return await self._write_update(kind, namespace, name, old, new, opts)
+        return await self.write(kind, namespace, name, old, new, opts)
 
     def _merge_update(self, kind: Kind, old: Obj, new: Obj, subresource: str) -> Obj:
         """Apply upstream's PrepareForUpdate: what each endpoint may change."""
@@ -327,9 +327,16 @@ class ResourceStore:
             md["generation"] = old_md["generation"] + (_spec_of(new) != _spec_of(old))
         return new
 
-    async def _write_update(
+    async def write(
         self, kind: Kind, namespace: str, name: str, old: Obj, new: Obj, opts: WriteOptions
     ) -> Obj:
+        """Compare-and-swap `old` → `new` as given: no update admission.
+
+        For writes the registry itself decides (deletion marks) and for
+        subresources with their own rules (a binding sets the otherwise
+        immutable `spec.nodeName`). Deletes an object whose deletion no
+        finalizer or grace period holds any longer.
+        """
         md = new["metadata"]
         old_rv = old["metadata"]["resourceVersion"]
         md["resourceVersion"] = old_rv
@@ -423,7 +430,7 @@ class ResourceStore:
             if finalizers:
                 nmd["finalizers"] = finalizers
             admission.on_delete_mark(kind, new)
-            return await self._write_update(kind, namespace, name, old, new, opts)
+            return await self.write(kind, namespace, name, old, new, opts)
         if opts.dry_run:
             return old
         try:

@@ -24,7 +24,7 @@ from nanokube.api import errors
 from nanokube.api.kinds import Registry
 from nanokube.api.options import WriteOptions
 from nanokube.api.resources import builtin_kinds
-from nanokube.apiserver import codec, discovery, openapi, requestinfo
+from nanokube.apiserver import binding, codec, discovery, openapi, requestinfo
 from nanokube.apiserver.handlers import ResourceHandler
 from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import WatchCache
@@ -100,6 +100,7 @@ def build_app(config: APIServerConfig) -> APIServer:
     cache = WatchCache(config.store)
     resources = ResourceStore(config.store, cache, config.service_cidr)
     resource_handler = ResourceHandler(registry, resources)
+    binding.register(resource_handler)
     disco = discovery.Discovery(registry)
     version_body = codec.json_response(version_info()).body
     tls = bool(config.cert_file)
