@@ -269,14 +269,6 @@ class ResourceHandler:
                 self.store, kind, info.namespace, info.name, obj, opts, warnings
             )
             return codec.json_response(scale, 200, warnings)
-        if info.subresource == "finalize":
-            current = await self.store.get(kind, info.namespace, info.name)
-            merged = {**current, "spec": (obj.get("spec") or {})}
-            merged["metadata"] = {
-                **current["metadata"],
-                "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", ""),
-            }
-            obj = merged
         updated = await self.store.update(
             kind,
             info.namespace,
@@ -284,7 +276,7 @@ class ResourceHandler:
             obj,
             opts,
             warnings,
-            "status" if info.subresource == "status" else "",
+            info.subresource,
         )
         return codec.json_response(updated, 200, warnings)
 

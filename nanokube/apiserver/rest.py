@@ -290,7 +290,7 @@ class ResourceStore:
         if expected and expected != old["metadata"]["resourceVersion"]:
             raise errors.conflict(kind.plural, name, kind.group)
         new = self._merge_update(kind, old, obj, subresource)
-        if subresource != "status":
+        if subresource not in ("status", "finalize"):
             validate.decode(kind, new, opts.field_validation, warnings)
             kind.prepare_update(new, old)
             validate.validate(kind, new, old)
@@ -306,6 +306,13 @@ class ResourceStore:
                 merged["status"] = new["status"]
             else:
                 merged.pop("status", None)
+            return merged
+        if subresource == "finalize":
+            # A namespace's finalize endpoint takes spec.finalizers, nothing else.
+            merged = copy.deepcopy(old)
+            merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get(
+                "finalizers"
+            ) or []
             return merged
         md = new["metadata"]
         for field in _META_KEEP_ON_UPDATE:

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 ANONYMOUS_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
-# The authenticated user of a request: {"username", "groups"}, or None (anonymous).
+# The authenticated user of a request, {"username", "groups"}; absent when anonymous.
 USER = web.RequestKey("user", dict)
 
 
@@ -60,6 +60,10 @@ class APIServer:
     handler: ResourceHandler
     discovery: discovery.Discovery
     app: web.Application
+
+    def subresource_creators(self) -> dict[tuple[str, str], Any]:
+        """POST subresources as plain functions, for the in-process client."""
+        return {("pods", "binding"): binding.bind}
 
 
 def version_info() -> dict[str, Any]:
@@ -112,7 +116,8 @@ def build_app(config: APIServerConfig) -> APIServer:
                 user = _user_of(request)
                 if user is None and request.path not in ANONYMOUS_PATHS:
                     raise errors.Unauthorized("Unauthorized")
-                request[USER] = user
+                if user is not None:
+                    request[USER] = user
             return await handler(request)
         except errors.StatusError as e:
             return codec.status_response(e)

@@ -50,8 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 disable_agent=opts.disable_agent,
                 datastore=opts.datastore,
                 simulated_nodes=opts.simulated_nodes,
+                disable_scheduler=opts.disable_scheduler,
+                disable_controller_manager=opts.disable_controller_manager,
             )
         )
+    if opts.command in ("controller-manager", "scheduler"):
+        from nanokube.cli import components
+
+        return components.serve(opts.command, opts.kubeconfig)
     build_parser().print_help()
     return 2
 
@@ -126,6 +132,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="add N simulated nodes whose pods run no processes (default %(default)s)",
     )
+    srv.add_argument(
+        "--disable-scheduler",
+        action="store_true",
+        help="run no scheduler in this process (run `nanokube scheduler` elsewhere)",
+    )
+    srv.add_argument(
+        "--disable-controller-manager",
+        action="store_true",
+        help="run no controllers in this process (run `nanokube controller-manager` elsewhere)",
+    )
+    for component, what in (
+        ("controller-manager", "the controllers"),
+        ("scheduler", "the scheduler"),
+    ):
+        comp = sub.add_parser(
+            component,
+            parents=[verbosity],
+            help=f"run {what} against a server, under leader election",
+            description=f"Run {what} against the server of a kubeconfig; of several copies, "
+            "only the leader (a Lease in kube-system) acts.",
+        )
+        comp.add_argument(
+            "--kubeconfig",
+            type=Path,
+            required=True,
+            metavar="PATH",
+            help="kubeconfig of the server to act on",
+        )
     sub.add_parser(
         "kubectl",
         help="run kubectl with the cluster's kubeconfig (arguments go to kubectl)",

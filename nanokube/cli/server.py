@@ -50,6 +50,8 @@ class ServerOptions:
     disable_agent: bool = False
     datastore: str = "sqlite"
     simulated_nodes: int = 0
+    disable_scheduler: bool = False
+    disable_controller_manager: bool = False
 
     @property
     def tls_dir(self) -> Path:
@@ -108,7 +110,10 @@ async def run_server(
     options: ServerOptions, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
     """Run the control plane until `stop` is set; `ready` is set once the API serves."""
-    from nanokube.apiserver.server import APIServerConfig, run_apiserver
+    from nanokube.apiserver import patching
+    from nanokube.apiserver.server import APIServerConfig, start
+    from nanokube.cli import controlplane
+    from nanokube.client.inprocess import InProcessClient
 
     tls = prepare(options)
     if options.simulated_nodes:
@@ -125,7 +130,26 @@ async def run_server(
             key_file=str(tls.serving[1]),
             client_ca_file=str(tls.client_ca[0]),
         )
-        await run_apiserver(config, stop, ready)
+        api, runner = await start(config)
+        client = InProcessClient(api.resources, patching.patch, api.subresource_creators())
+        plane = asyncio.create_task(
+            controlplane.run_control_plane(
+                client,
+                controlplane.Election(),
+                controllers=not options.disable_controller_manager,
+                scheduler=not options.disable_scheduler,
+            ),
+            name="control-plane",
+        )
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            plane.cancel()
+            await asyncio.gather(plane, return_exceptions=True)
+            await api.cache.stop()
+            await runner.cleanup()
     finally:
         await store.close()
 
