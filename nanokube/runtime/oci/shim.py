@@ -27,7 +27,7 @@ OOM reporting needs its own event loop; and this machine denies it the
 ``oom_score_adj`` write it attempts. It did record the exit code once driven correctly.
 This shim is ~200 lines we control, writes ``Z`` timestamps, and costs one Python start
 (~15 ms with builtin modules only) per container; the whole container create is
-~50 ms median, below conmon's cost once its sync handshake is added to runc's ~30 ms.
+~50 ms median, of which ``runc create`` is ~30 ms. conmon was not benchmarked.
 """
 
 import os
