@@ -229,12 +229,18 @@ class CronJobController(Controller):
         try:
             created = await self.client.create(JOB, job_from_template(cronjob, scheduled, zone))
         except errors.AlreadyExists:
-            # Created by an earlier sync whose status write was lost: the Job reports itself.
-            return following
+            created = await self.client.get(JOB, name, meta.namespace(cronjob))
+            if (ownership.controller_ref(created) or {}).get("uid") != cronjob["metadata"]["uid"]:
+                return following  # someone else's Job: upstream assumes they track it
+            # Ours, from a sync whose status write was lost (a conflict): record it now.
         except errors.StatusError as e:
             self.events.warning(cronjob, "FailedCreate", f"Error creating job: {e.message}")
             raise
-        self.events.normal(cronjob, "SuccessfulCreate", f"Created job {meta.name(created)}")
+        else:
+            self.events.normal(cronjob, "SuccessfulCreate", f"Created job {meta.name(created)}")
+        status["active"] = [
+            r for r in status.get("active") or [] if r.get("uid") != created["metadata"]["uid"]
+        ]
         status["active"] = [*(status.get("active") or []), job_ref(created)]
         status["lastScheduleTime"] = _rfc3339(scheduled)
         if not status["active"]:

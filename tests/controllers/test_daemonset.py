@@ -21,6 +21,8 @@ from nanokube.controllers.daemonset import DaemonSetController
 from nanokube.controllers.daemonset_nodes import target_node
 
 Obj = dict[str, Any]
+# Each test runs over the in-process and the HTTP client (see conftest).
+CLIENTS = ("in-process", "http")
 LABELS = {"app": "agent"}
 
 

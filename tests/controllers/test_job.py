@@ -26,6 +26,8 @@ from nanokube.controllers.job import JobController
 from nanokube.controllers.job_ttl import TTLAfterFinishedController
 
 Obj = dict[str, Any]
+# Each test runs over the in-process and the HTTP client (see conftest).
+CLIENTS = ("in-process", "http")
 FINALIZER = "batch.kubernetes.io/job-tracking"
 
 

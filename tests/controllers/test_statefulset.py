@@ -22,6 +22,8 @@ from nanokube.client.interface import Client
 from nanokube.controllers.statefulset import StatefulSetController
 
 Obj = dict[str, Any]
+# Each test runs over the in-process and the HTTP client (see conftest).
+CLIENTS = ("in-process", "http")
 LABELS = {"app": "web"}
 
 
