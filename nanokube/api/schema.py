@@ -9,7 +9,8 @@ descriptions, `x-kubernetes-group-version-kind`, `x-kubernetes-patch-merge-key`,
 from __future__ import annotations
 
 import functools
-from importlib import resources
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,12 +22,12 @@ REF_PREFIX = "#/$defs/"
 @functools.cache
 def definitions() -> dict[str, dict[str, Any]]:
     """Definition name (`io.k8s.api.core.v1.Pod`) → JSON schema (refs as `#/$defs/NAME`)."""
-    path = (
-        resources.files("kubernetes_validate")
-        / "kubernetes-json-schema"
-        / SCHEMA_VERSION
-        / "_definitions.json"
-    )
+    # find_spec locates the package's data without importing it (and jsonschema with it).
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the kubernetes-validate package (the Kubernetes schemas) is missing")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "kubernetes-json-schema" / SCHEMA_VERSION / "_definitions.json"
     return orjson.loads(path.read_bytes())["$defs"]
 
 

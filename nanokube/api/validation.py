@@ -400,14 +400,19 @@ def _document_position(obj: Any, parts: list[str | int]) -> list[int]:
     return position
 
 
-def decode_check(kind: Kind, obj: Any) -> None:
+def decode_check(kind: Kind, obj: Any) -> bool:
     """Raise the 400 BadRequest upstream's decoder gives a built-in kind for wrong types.
 
     Custom resources decode into plain maps upstream, so they never fail here.
+    Returns whether `schema_causes` still has anything to find after defaulting:
+    only missing required fields (which defaulting may fill) or a custom schema,
+    so a clean object is checked against its schema once, not twice.
     """
-    if kind.custom_schema is None:
-        name, errors = _builtin_split(kind, obj)
-        _raise_decode(kind, name, obj, errors)
+    if kind.custom_schema is not None:
+        return True
+    name, errors = _builtin_split(kind, obj)
+    _raise_decode(kind, name, obj, errors)
+    return bool(errors)
 
 
 # --- unknown fields --------------------------------------------------------------------

@@ -16,6 +16,7 @@ fractions so that comparisons (requests ≤ limits) never suffer from rounding.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -468,6 +469,7 @@ class QuantityError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_quantity(value: str | int | float) -> Fraction:
     """A quantity's exact value: `500m` → 1/2, `1Gi` → 1073741824, `1e3` → 1000."""
     if isinstance(value, bool):

@@ -36,8 +36,11 @@ def _is(kind: Kind, name: str) -> bool:
 async def on_create(registry: ResourceStore, kind: Kind, obj: Obj) -> None:
     md = obj["metadata"]
     if kind.namespaced:
-        await registry.fresh()
-        ns = registry.cache.get(f"/registry/namespaces/{md['namespace']}")
+        key = f"/registry/namespaces/{md['namespace']}"
+        ns = registry.cache.get(key)
+        if ns is None:
+            await registry.fresh()  # perhaps created a moment ago
+            ns = registry.cache.get(key)
         if ns is None:
             raise errors.not_found("namespaces", md["namespace"])
         if ns["metadata"].get("deletionTimestamp"):

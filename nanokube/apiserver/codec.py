@@ -10,16 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from nanokube.api import errors, protobuf
-
-try:
-    _YamlLoader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _YamlLoader = yaml.SafeLoader
+from nanokube.api import errors
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 JSON_CT = "application/json"
@@ -42,6 +36,8 @@ def media_type(request: web.Request) -> str:
 def decode_body(raw: bytes, content_type: str) -> Any:
     """Parse a request body; malformed input is a 400 that names the problem."""
     if content_type == PROTOBUF:
+        from nanokube.api import protobuf  # imported on first use: start-up stays fast
+
         return protobuf.decode(raw)
     if not raw.strip():
         raise errors.BadRequest("the body of the request was empty")
@@ -66,8 +62,11 @@ def decode_body(raw: bytes, content_type: str) -> Any:
 
 
 def _load_yaml(raw: bytes) -> Any:
+    import yaml  # imported on first use: start-up stays fast
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(raw, Loader=_YamlLoader)
+        return yaml.load(raw, Loader=loader)
     except yaml.YAMLError as e:
         raise errors.BadRequest(f"error converting YAML to JSON: {e}".replace("\n", " ")) from None
 

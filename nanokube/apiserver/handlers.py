@@ -204,15 +204,18 @@ class ResourceHandler:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            try:
-                item = await asyncio.wait_for(
-                    watcher.queue.get(),
-                    min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining,
-                )
-            except TimeoutError:
-                if bookmarks and time.monotonic() < deadline:
-                    await resp.write(_bookmark(kind, self.store.cache.revision))
-                continue
+            if watcher.queue.empty():
+                wait = min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining
+                try:
+                    # A timer, not a task per event: fan-out to many watchers stays cheap.
+                    async with asyncio.timeout(wait):
+                        item = await watcher.queue.get()
+                except TimeoutError:
+                    if bookmarks and time.monotonic() < deadline:
+                        await resp.write(_bookmark(kind, self.store.cache.revision))
+                    continue
+            else:
+                item = watcher.queue.get_nowait()
             chunk = []
             while True:
                 if item is None:

@@ -225,9 +225,9 @@ class ResourceStore:
                 obj.pop("status", None)
         elif "generation" in md and kind.custom_schema is not None:
             md["generation"] = 1
-        validate.decode(kind, obj, opts.field_validation, warnings)
+        recheck = validate.decode(kind, obj, opts.field_validation, warnings)
         kind.prepare_create(obj)
-        validate.validate(kind, obj, None)
+        validate.validate(kind, obj, None, recheck)
         await admission.on_create(self, kind, obj)
         if opts.dry_run:
             return obj
@@ -291,9 +291,9 @@ class ResourceStore:
             raise errors.conflict(kind.plural, name, kind.group)
         new = self._merge_update(kind, old, obj, subresource)
         if subresource not in ("status", "finalize"):
-            validate.decode(kind, new, opts.field_validation, warnings)
+            recheck = validate.decode(kind, new, opts.field_validation, warnings)
             kind.prepare_update(new, old)
-            validate.validate(kind, new, old)
+            validate.validate(kind, new, old, recheck)
         return await self.write(kind, namespace, name, old, new, opts)
 
     def _merge_update(self, kind: Kind, old: Obj, new: Obj, subresource: str) -> Obj:

@@ -18,9 +18,13 @@ from nanokube.api.kinds import Kind
 Obj = dict[str, Any]
 
 
-def decode(kind: Kind, obj: Obj, field_validation: str, warnings: list[str]) -> None:
-    """What upstream does while decoding a body: type checks, unknown fields, defaults."""
-    validation.decode_check(kind, obj)  # wrong types are a 400, before defaulting trips on them
+def decode(kind: Kind, obj: Obj, field_validation: str, warnings: list[str]) -> bool:
+    """What upstream does while decoding a body: type checks, unknown fields, defaults.
+
+    Returns whether the schema must be checked again after defaulting (see
+    `validation.decode_check`).
+    """
+    recheck = validation.decode_check(kind, obj)  # wrong types are a 400, before defaults
     if field_validation != "Ignore":
         unknown = validation.unknown_fields(kind, obj)
         if unknown:
@@ -28,11 +32,12 @@ def decode(kind: Kind, obj: Obj, field_validation: str, warnings: list[str]) -> 
                 raise validation.strict_error(kind, unknown)
             warnings.extend(validation.unknown_field_warning(p) for p in unknown)
     kind.defaults(obj)
+    return recheck
 
 
-def validate(kind: Kind, obj: Obj, old: Obj | None) -> None:
+def validate(kind: Kind, obj: Obj, old: Obj | None, schema: bool = True) -> None:
     """The schema and the kind's semantic rules (and immutability on update): one 422 for all."""
-    causes = validation.schema_causes(kind, obj)
+    causes = validation.schema_causes(kind, obj) if schema else []
     causes += kind.validate(obj)
     if old is not None:
         causes += kind.validate_update(obj, old)
