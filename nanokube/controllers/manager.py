@@ -17,11 +17,16 @@ from collections.abc import Callable, Iterable
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers.base import Controller
+from nanokube.controllers.cronjob import CronJobController
+from nanokube.controllers.daemonset import DaemonSetController
 from nanokube.controllers.deployment import DeploymentController
 from nanokube.controllers.garbagecollector import GarbageCollector
+from nanokube.controllers.job import JobController
+from nanokube.controllers.job_ttl import TTLAfterFinishedController
 from nanokube.controllers.namespace import NamespaceController
 from nanokube.controllers.replicaset import ReplicaSetController
 from nanokube.controllers.serviceaccount import ServiceAccountController
+from nanokube.controllers.statefulset import StatefulSetController
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,11 @@ ControllerFactory = Callable[[Client, SharedInformerFactory], Controller]
 CONTROLLERS: dict[str, ControllerFactory] = {
     "replicaset": ReplicaSetController,
     "deployment": DeploymentController,
+    "statefulset": StatefulSetController,
+    "daemonset": DaemonSetController,
+    "job": JobController,
+    "cronjob": CronJobController,
+    "ttl-after-finished": TTLAfterFinishedController,
     "garbagecollector": GarbageCollector,
     "namespace": NamespaceController,
     "serviceaccount": ServiceAccountController,
