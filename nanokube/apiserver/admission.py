@@ -3,6 +3,8 @@
 - NamespaceLifecycle: objects are created only in namespaces that exist and are
   not being deleted.
 - Priority: a pod's priorityClassName resolved into `spec.priority` (`priority`).
+- DefaultTolerationSeconds: pods tolerate not-ready/unreachable nodes for 300 s
+  (`tolerations`).
 - Service IP allocation: a Service of type ClusterIP/NodePort/LoadBalancer gets
   a free IP of the service network (and NodePorts a free port), as upstream's
   service registry allocates them.
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from nanokube.api import errors
 from nanokube.api.kinds import Kind
-from nanokube.apiserver import priority
+from nanokube.apiserver import priority, tolerations
 
 if TYPE_CHECKING:
     from nanokube.apiserver.rest import ResourceStore
@@ -54,6 +56,7 @@ async def on_create(registry: ResourceStore, kind: Kind, obj: Obj) -> None:
         allocate_service_addresses(registry, obj)
     elif _is(kind, "Pod"):
         await priority.resolve_priority(registry, obj)
+        tolerations.default_tolerations(obj)
 
 
 def _used_service_addresses(registry: ResourceStore) -> tuple[set[str], set[int]]:

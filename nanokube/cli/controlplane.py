@@ -16,9 +16,13 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nanokube.client.interface import Client
 from nanokube.client.leaderelection import LeaderElectionConfig, LeaderElector
+
+if TYPE_CHECKING:  # the controllers are imported once the API serves: start-up stays fast
+    from nanokube.controllers.manager import ControllerManagerOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +69,10 @@ async def lead_forever(
         log.warning("lost leadership lease=%s identity=%s", name, election.identity)
 
 
-async def run_controller_manager(client: Client) -> None:
+async def run_controller_manager(client: Client, options: ControllerManagerOptions) -> None:
     from nanokube.controllers.manager import ControllerManager
 
-    await ControllerManager(client).run()
+    await ControllerManager(client, options=options).run()
 
 
 async def run_scheduler(client: Client) -> None:
@@ -83,8 +87,12 @@ async def run_control_plane(
     *,
     controllers: bool = True,
     scheduler: bool = True,
+    controller_options: ControllerManagerOptions | None = None,
 ) -> None:
     """Run the enabled components, each under its own leader election, until cancelled."""
+    from nanokube.controllers.manager import ControllerManagerOptions
+
+    options = controller_options or ControllerManagerOptions()
     async with asyncio.TaskGroup() as tasks:
         if controllers:
             tasks.create_task(
@@ -92,7 +100,7 @@ async def run_control_plane(
                     client,
                     CONTROLLER_MANAGER_LEASE,
                     election,
-                    lambda: run_controller_manager(client),
+                    lambda: run_controller_manager(client, options),
                 )
             )
         if scheduler:

@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 simulated_nodes=opts.simulated_nodes,
                 disable_scheduler=opts.disable_scheduler,
                 disable_controller_manager=opts.disable_controller_manager,
+                cluster_cidr=opts.cluster_cidr,
+                service_cidr=opts.service_cidr,
+                node_monitor_grace_period=opts.node_monitor_grace_period,
             )
         )
     if opts.command in ("controller-manager", "scheduler"):
@@ -131,6 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="add N simulated nodes whose pods run no processes (default %(default)s)",
+    )
+    srv.add_argument(
+        "--cluster-cidr",
+        default="10.42.0.0/16",
+        metavar="CIDR",
+        help="pod network; each node gets a /24 of it (default %(default)s)",
+    )
+    srv.add_argument(
+        "--service-cidr",
+        default="10.43.0.0/16",
+        metavar="CIDR",
+        help="ClusterIPs of Services come from here (default %(default)s)",
+    )
+    srv.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=40.0,
+        metavar="SECONDS",
+        help="a node whose Lease is older than this is marked NotReady (default %(default)s)",
     )
     srv.add_argument(
         "--disable-scheduler",

@@ -25,12 +25,13 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nanokube.cli import kubeconfig
 
 if TYPE_CHECKING:
     from nanokube.cli.certs import ClusterTLS
+    from nanokube.controllers.manager import ControllerManagerOptions
     from nanokube.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class ServerOptions:
     simulated_nodes: int = 0
     disable_scheduler: bool = False
     disable_controller_manager: bool = False
+    cluster_cidr: str = "10.42.0.0/16"
+    service_cidr: str = "10.43.0.0/16"
+    node_monitor_grace_period: float = 40.0
 
     @property
     def tls_dir(self) -> Path:
@@ -116,10 +120,6 @@ async def run_server(
     from nanokube.client.inprocess import InProcessClient
 
     tls = prepare(options)
-    if options.simulated_nodes:
-        log.warning(
-            "--simulated-nodes is accepted but not wired yet nodes=%d", options.simulated_nodes
-        )
     store = open_store(options)
     try:
         config = APIServerConfig(
@@ -129,29 +129,54 @@ async def run_server(
             cert_file=str(tls.serving[0]),
             key_file=str(tls.serving[1]),
             client_ca_file=str(tls.client_ca[0]),
+            service_cidr=options.service_cidr,
         )
         api, runner = await start(config)
         client = InProcessClient(api.resources, patching.patch, api.subresource_creators())
-        plane = asyncio.create_task(
-            controlplane.run_control_plane(
-                client,
-                controlplane.Election(),
-                controllers=not options.disable_controller_manager,
-                scheduler=not options.disable_scheduler,
-            ),
-            name="control-plane",
-        )
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(
+                controlplane.run_control_plane(
+                    client,
+                    controlplane.Election(),
+                    controllers=not options.disable_controller_manager,
+                    scheduler=not options.disable_scheduler,
+                    controller_options=controller_options(options),
+                ),
+                name="control-plane",
+            )
+        ]
+        if options.simulated_nodes:
+            from nanokube.kubelet.simulated import SimulatedNodeOptions, run_simulated_nodes
+
+            tasks.append(
+                asyncio.create_task(
+                    run_simulated_nodes(
+                        client, SimulatedNodeOptions(count=options.simulated_nodes), stop
+                    ),
+                    name="simulated-nodes",
+                )
+            )
         if ready is not None:
             ready.set()
         try:
             await stop.wait()
         finally:
-            plane.cancel()
-            await asyncio.gather(plane, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await api.cache.stop()
             await runner.cleanup()
     finally:
         await store.close()
+
+
+def controller_options(options: ServerOptions) -> ControllerManagerOptions:
+    from nanokube.controllers.manager import ControllerManagerOptions
+
+    return ControllerManagerOptions(
+        cluster_cidr=options.cluster_cidr,
+        node_monitor_grace_period=options.node_monitor_grace_period,
+    )
 
 
 def serve(options: ServerOptions) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
@@ -24,6 +25,8 @@ from nanokube.controllers.garbagecollector import GarbageCollector
 from nanokube.controllers.job import JobController
 from nanokube.controllers.job_ttl import TTLAfterFinishedController
 from nanokube.controllers.namespace import NamespaceController
+from nanokube.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, NodeIPAMController
+from nanokube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleOptions
 from nanokube.controllers.replicaset import ReplicaSetController
 from nanokube.controllers.serviceaccount import ServiceAccountController
 from nanokube.controllers.statefulset import StatefulSetController
@@ -47,6 +50,27 @@ CONTROLLERS: dict[str, ControllerFactory] = {
 }
 
 
+@dataclass
+class ControllerManagerOptions:
+    """The flags of the controllers that have some (upstream's kube-controller-manager flags)."""
+
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR
+    node_monitor_grace_period: float = 40.0
+
+
+def configured(options: ControllerManagerOptions) -> dict[str, ControllerFactory]:
+    """`CONTROLLERS` plus the controllers built from `options`."""
+    return {
+        **CONTROLLERS,
+        "nodeipam": lambda c, i: NodeIPAMController(c, i, cluster_cidr=options.cluster_cidr),
+        "nodelifecycle": lambda c, i: NodeLifecycleController(
+            c,
+            i,
+            NodeLifecycleOptions(node_monitor_grace_period=options.node_monitor_grace_period),
+        ),
+    }
+
+
 class ControllerManager:
     def __init__(
         self,
@@ -54,16 +78,18 @@ class ControllerManager:
         *,
         enabled: Iterable[str] | None = None,
         resync_period: float = 0.0,
+        options: ControllerManagerOptions | None = None,
     ) -> None:
-        """Build the controllers named in `enabled` (default: all of `CONTROLLERS`)."""
+        """Build the controllers named in `enabled` (default: all of them)."""
         self.client = client
         self.informers = SharedInformerFactory(client, resync_period=resync_period)
-        names = list(enabled) if enabled is not None else list(CONTROLLERS)
-        unknown = [n for n in names if n not in CONTROLLERS]
+        factories = configured(options or ControllerManagerOptions())
+        names = list(enabled) if enabled is not None else list(factories)
+        unknown = [n for n in names if n not in factories]
         if unknown:
             raise ValueError(f"unknown controllers: {', '.join(unknown)}")
         self.controllers: dict[str, Controller] = {
-            name: CONTROLLERS[name](client, self.informers) for name in names
+            name: factories[name](client, self.informers) for name in names
         }
 
     def start(self) -> None:

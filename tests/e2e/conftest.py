@@ -52,9 +52,10 @@ class KubectlError(subprocess.CalledProcessError):
 class Cluster:
     """A real nanokube server subprocess and a kubectl bound to it."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, extra_args: tuple[str, ...] = ()) -> None:
         self.root = root
         self.port = port
+        self.extra_args = extra_args  # more `nanokube server` flags (e.g. simulated nodes)
         self.data_dir = root / "data"
         self.kubeconfig = root / "kubeconfig.yaml"
         self.log_path = root / "server.log"
@@ -91,6 +92,7 @@ class Cluster:
             str(self.port),
             "--write-kubeconfig",
             str(self.kubeconfig),
+            *self.extra_args,
         ]
 
     def start(self) -> None:
@@ -234,20 +236,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def cluster(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+def _run_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    name: str,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[Cluster]:
     if not os.access(KUBECTL, os.X_OK):
         pytest.skip(f"{KUBECTL} is not installed: the e2e tests drive the real kubectl")
-    c = Cluster(tmp_path_factory.mktemp("nanokube-e2e"), free_port())
+    c = Cluster(tmp_path_factory.mktemp(name), free_port(), extra_args)
     c.start()
     yield c
     code = c.stop()
     if request.session.testsfailed:
-        _print_section(request, "nanokube server log (tail)", c.log_tail())
+        _print_section(request, f"{name} server log (tail)", c.log_tail())
     if code not in (0, None):
         raise AssertionError(f"nanokube server exited {code} on SIGTERM\n{c.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    """A server with no nodes."""
+    yield from _run_cluster(tmp_path_factory, request, "nanokube-e2e")
+
+
+SIM_ARGS = (
+    "--simulated-nodes",
+    "4",
+    # Short enough that node failure tests take seconds, not minutes.
+    "--node-monitor-grace-period",
+    "6",
+)
+
+
+@pytest.fixture(scope="session")
+def sim_cluster(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    """A server with four simulated nodes (4 CPU, 16Gi, 110 pods each)."""
+    yield from _run_cluster(tmp_path_factory, request, "nanokube-sim", SIM_ARGS)
 
 
 _LOG_OFFSET = pytest.StashKey[int]()
@@ -256,11 +285,11 @@ _LOG_OFFSET = pytest.StashKey[int]()
 @pytest.fixture(autouse=True)
 def _cluster_alive(request: pytest.FixtureRequest) -> None:
     """Start the server again if an earlier test killed it; remember where this test's log begins."""
-    if "cluster" not in request.fixturenames:
-        return
-    c: Cluster = request.getfixturevalue("cluster")
-    c.ensure_running()
-    request.node.stash[_LOG_OFFSET] = c.log_size()
+    for name in ("cluster", "sim_cluster"):
+        if name in request.fixturenames:
+            c: Cluster = request.getfixturevalue(name)
+            c.ensure_running()
+            request.node.stash[_LOG_OFFSET] = c.log_size()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -269,7 +298,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if not report.failed or _LOG_OFFSET not in item.stash:
         return
-    c = item.funcargs.get("cluster") if isinstance(item, pytest.Function) else None
+    funcargs = item.funcargs if isinstance(item, pytest.Function) else {}
+    c = funcargs.get("cluster") or funcargs.get("sim_cluster")
     if isinstance(c, Cluster):
         report.sections.append(
             ("nanokube server log during this test", c.log_since(item.stash[_LOG_OFFSET]))
