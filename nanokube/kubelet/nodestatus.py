@@ -43,8 +43,11 @@ _HEALTHY = (
     ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
 )
-# Set by whoever wires the pod network (upstream: the cloud route controller or the CNI).
-_NETWORK = ("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route")
+# The pod network's state, as upstream's route controller writes it: down until the node
+# has a pod CIDR (and routes to it), which keeps pods off the node through the
+# `node.kubernetes.io/network-unavailable` taint.
+_NETWORK_UP = ("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route")
+_NETWORK_DOWN = ("NetworkUnavailable", "True", "NoRouteCreated", "Node created without a route")
 
 
 @dataclass
@@ -67,11 +70,14 @@ class NodeDescription:
     machine_id: str = ""
 
 
-def healthy_conditions(existing: list[Obj] | None = None, network: bool = True) -> list[Obj]:
-    """The kubelet's conditions, healthy, heartbeat now; transition times kept when unchanged."""
+def healthy_conditions(existing: list[Obj] | None = None, network_ready: bool = True) -> list[Obj]:
+    """The kubelet's conditions, healthy, heartbeat now; transition times kept when unchanged.
+
+    `network_ready` says whether the node's pod network is up (it has a pod CIDR).
+    """
     now = meta.now_rfc3339()
     before = {c.get("type"): c for c in existing or ()}
-    rows = (*_HEALTHY, _NETWORK) if network else _HEALTHY
+    rows = (*_HEALTHY, _NETWORK_UP if network_ready else _NETWORK_DOWN)
     out = []
     for type_, status, reason, message in rows:
         old = before.get(type_) or {}
@@ -105,7 +111,12 @@ def is_ready(node: Obj) -> bool:
     return cond is not None and cond.get("status") == "True"
 
 
-def new_node(desc: NodeDescription) -> Obj:
+def network_ready(node: Obj) -> bool:
+    cond = condition(node, "NetworkUnavailable")
+    return cond is not None and cond.get("status") == "False"
+
+
+def new_node(desc: NodeDescription, network_ready: bool = True) -> Obj:
     """The Node a kubelet registers: labels, capacity = allocatable, addresses, nodeInfo."""
     capacity = {
         "cpu": desc.cpu,
@@ -134,7 +145,7 @@ def new_node(desc: NodeDescription) -> Obj:
         "status": {
             "capacity": dict(capacity),
             "allocatable": dict(capacity),
-            "conditions": healthy_conditions(),
+            "conditions": healthy_conditions(network_ready=network_ready),
             "addresses": [
                 {"type": "InternalIP", "address": desc.internal_ip},
                 {"type": "Hostname", "address": desc.name},

@@ -4,7 +4,9 @@
 behave like kubelets to the control plane: each renews its Lease in
 `kube-node-lease` every 10 s, re-posts its status when the Ready condition
 is not True (after a stop, or after the node lifecycle controller marked it
-Unknown) and every 5 minutes otherwise, and runs the pods bound to it through
+Unknown), when its pod network comes up (NetworkUnavailable is True until the
+node IPAM controller gives it a podCIDR, so no pod is scheduled to a node that
+cannot give it an IP) and every 5 minutes otherwise, and runs the pods bound to it through
 the timelines of `simulated_pods` (delays, exits, restarts, back-off: see
 there for the `sim.nanokube.io/*` annotations a pod may carry).
 
@@ -105,6 +107,7 @@ class SimNode:
     uid: str = ""
     lease: Obj | None = None  # the last Lease written: renewed against its resourceVersion
     status_posted: float = 0.0  # monotonic time of the last status post
+    status_rv: int = 0  # resourceVersion it wrote: an older cached Node is stale
     applied_rv: int = 0  # resourceVersion of the Node whose stop annotation was applied
     cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     _next_ip: int = 2  # .0 is the network, .1 the bridge (upstream CNI's gateway)
@@ -267,10 +270,10 @@ class SimulatedNodes:
             return  # stopped before a restart of the simulator: stays down
         try:
             async with self._writes:
-                created = await self.client.create(
-                    NODE, nodestatus.new_node(self._description(sim))
-                )
+                body = nodestatus.new_node(self._description(sim), sim.cidr is not None)
+                created = await self.client.create(NODE, body)
             sim.registered = True
+            sim.status_posted, sim.status_rv = time.monotonic(), _rv(created)
             self._on_node(created)
         except errors.AlreadyExists:
             sim.registered = True
@@ -295,7 +298,8 @@ class SimulatedNodes:
         cidr = (node.get("spec") or {}).get("podCIDR")
         if cidr and sim.cidr is None:
             sim.set_cidr(cidr)
-            self._enqueue_node_pods(sim.name)
+            if sim.live:
+                self._kick(sim)  # the network is up: say so, and start the waiting pods
 
     def _on_node_deleted(self, node: Obj) -> None:
         sim = self.nodes.get((node.get("metadata") or {}).get("name", ""))
@@ -338,12 +342,13 @@ class SimulatedNodes:
             return
         await self._renew_lease(sim)
         node = self.node_informer.get(sim.name)
-        since = time.monotonic() - sim.status_posted
-        if node is None:
-            return
-        if since >= self.options.status_report_interval or (
-            not nodestatus.is_ready(node) and since > 1.0
-        ):
+        if node is None or _rv(node) < sim.status_rv:
+            return  # gone, or the cache has not seen our last post yet
+        due = time.monotonic() - sim.status_posted >= self.options.status_report_interval
+        changed = not nodestatus.is_ready(node) or (
+            nodestatus.network_ready(node) != (sim.cidr is not None)
+        )
+        if due or changed:
             await self._post_status(sim)
 
     async def _renew_lease(self, sim: SimNode) -> None:
@@ -372,7 +377,9 @@ class SimulatedNodes:
             if node is None:
                 node = await self.client.get(NODE, sim.name)
             status = dict(node.get("status") or {})
-            status["conditions"] = nodestatus.healthy_conditions(status.get("conditions"))
+            status["conditions"] = nodestatus.healthy_conditions(
+                status.get("conditions"), network_ready=sim.cidr is not None
+            )
             try:
                 async with self._writes:
                     updated = await self.client.update(
@@ -383,7 +390,7 @@ class SimulatedNodes:
                     raise
                 node = None
                 continue
-            sim.status_posted = time.monotonic()
+            sim.status_posted, sim.status_rv = time.monotonic(), _rv(updated)
             self._on_node(updated)
             return
 

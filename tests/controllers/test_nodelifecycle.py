@@ -168,10 +168,12 @@ async def taint_keys(client: InProcessClient) -> set[tuple[str, str]]:
 
 async def test_a_silent_node_is_marked_unknown_tainted_and_emptied(server: APIServer) -> None:
     async with cluster(server) as (client, nodes):
-        await client.create(POD, pod("no-toleration", []))
+        await client.create(POD, pod("at-once", unreachable(0)))
         await client.create(POD, pod("short", unreachable(1)))
         await client.create(POD, pod("forever", unreachable(None)))
-        for name in ("no-toleration", "short", "forever"):
+        defaulted = await client.create(POD, pod("defaulted"))  # 300 s by admission
+        assert unreachable(300)[0] in defaulted["spec"]["tolerations"]
+        for name in ("at-once", "short", "forever", "defaulted"):
             await eventually(lambda name=name: ready_pod(client, name))
         await nodes.stop("sim-0001")
 
@@ -199,13 +201,14 @@ async def test_a_silent_node_is_marked_unknown_tainted_and_emptied(server: APISe
             p = await client.get(POD, name, "default")
             return bool(p["metadata"].get("deletionTimestamp"))
 
-        await eventually(lambda: deleting("no-toleration"))
-        evicted = await client.get(POD, "no-toleration", "default")
+        await eventually(lambda: deleting("at-once"))
+        evicted = await client.get(POD, "at-once", "default")
         disruption = [c for c in evicted["status"]["conditions"] if c["type"] == "DisruptionTarget"]
         assert disruption and disruption[0]["reason"] == "DeletionByTaintManager"
         await eventually(lambda: deleting("short"))
-        assert not await ready_pod(client, "forever")  # marked not ready, not evicted
-        assert not await deleting("forever")
+        for name in ("forever", "defaulted"):
+            assert not await ready_pod(client, name)  # marked not ready, not evicted
+            assert not await deleting(name)
 
         await nodes.start("sim-0001")
 
@@ -217,7 +220,7 @@ async def test_a_silent_node_is_marked_unknown_tainted_and_emptied(server: APISe
 
         async def evicted_pods_gone() -> bool:
             names = {p["metadata"]["name"] for p in (await client.list(POD, "default"))["items"]}
-            return names == {"forever"}
+            return names == {"forever", "defaulted"}
 
         await eventually(evicted_pods_gone)  # the node, back, confirmed the graceful deletes
 
@@ -245,3 +248,28 @@ async def test_a_node_reporting_not_ready_gets_the_not_ready_taints(server: APIS
             return await taint_keys(client) == {(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")}
 
         await eventually(tainted)
+
+
+async def test_pods_not_tolerating_a_user_no_execute_taint_are_evicted_at_once(
+    server: APIServer,
+) -> None:
+    async with cluster(server, grace=60.0) as (client, _):
+        await client.create(POD, pod("plain"))
+        dedicated = {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoExecute"}
+        await client.create(POD, pod("tolerant", [dedicated]))
+        await eventually(lambda: ready_pod(client, "plain"))
+        await eventually(lambda: ready_pod(client, "tolerant"))
+        node = await client.get(NODE, "sim-0001")
+        node["spec"]["taints"] = [{"key": "dedicated", "value": "db", "effect": "NoExecute"}]
+        await client.update(NODE, node)
+
+        async def names() -> set[str]:
+            items = (await client.list(POD, "default"))["items"]
+            return {p["metadata"]["name"] for p in items}
+
+        async def only_tolerant_left() -> bool:
+            return await names() == {"tolerant"}
+
+        await eventually(only_tolerant_left)
+        # The node's own taint is not the controller's: it stays.
+        assert await taint_keys(client) == {("dedicated", "NoExecute")}

@@ -141,7 +141,16 @@ def conditions(obj: Obj) -> dict[str, str]:
 
 async def test_nodes_register_as_a_kubelet_would(client: InProcessClient) -> None:
     async with simulated(client, count=4):
-        nodes = {n["metadata"]["name"]: n for n in (await client.list(NODE))["items"]}
+
+        async def networked() -> list[Obj] | None:
+            items = (await client.list(NODE))["items"]
+            return (
+                items
+                if all(conditions(n)["NetworkUnavailable"] == "False" for n in items)
+                else None
+            )
+
+        nodes = {n["metadata"]["name"]: n for n in await eventually(networked)}
         leases = (await client.list(LEASE, "kube-node-lease"))["items"]
     assert sorted(nodes) == ["sim-0001", "sim-0002", "sim-0003", "sim-0004"]
     node = nodes["sim-0001"]
@@ -422,3 +431,33 @@ def test_init_containers_complete_before_the_pod_runs() -> None:
     assert status["phase"] == "Running"
     assert status["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
     assert conditions({"status": status})["Initialized"] == "True"
+
+
+async def test_a_node_without_a_pod_cidr_reports_its_network_unavailable(
+    client: InProcessClient,
+) -> None:
+    informers = SharedInformerFactory(client)
+    nodes = SimulatedNodes(client, SimulatedNodeOptions(count=1, renew_interval=0.2), informers)
+    task = asyncio.create_task(nodes.run())
+    try:
+        assert await nodes.wait_registered(10)
+        node = await client.get(NODE, "sim-0001")
+        network = next(c for c in node["status"]["conditions"] if c["type"] == "NetworkUnavailable")
+        assert (network["status"], network["reason"]) == ("True", "NoRouteCreated")
+        await run_pod(client, pod("web"))
+        await asyncio.sleep(0.3)
+        assert (await client.get(POD, "web", "default"))["status"]["phase"] == "Pending"
+        ipam = NodeIPAMController(client, informers)
+        ipam.start()
+        await eventually(phase_is(client, "web", "Running"))
+
+        async def network_up() -> bool:
+            return conditions(await client.get(NODE, "sim-0001"))["NetworkUnavailable"] == "False"
+
+        await eventually(network_up)
+        await ipam.stop()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await informers.shutdown()
