@@ -279,13 +279,26 @@ def sim_cluster(
     yield from _run_cluster(tmp_path_factory, request, "nanokube-sim", SIM_ARGS)
 
 
+@pytest.fixture(scope="session")
+def headless_cluster(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    """A server with two simulated nodes that runs neither controllers nor a scheduler."""
+    yield from _run_cluster(
+        tmp_path_factory,
+        request,
+        "nanokube-headless",
+        ("--simulated-nodes", "2", "--disable-controller-manager", "--disable-scheduler"),
+    )
+
+
 _LOG_OFFSET = pytest.StashKey[int]()
 
 
 @pytest.fixture(autouse=True)
 def _cluster_alive(request: pytest.FixtureRequest) -> None:
     """Start the server again if an earlier test killed it; remember where this test's log begins."""
-    for name in ("cluster", "sim_cluster"):
+    for name in ("cluster", "sim_cluster", "headless_cluster"):
         if name in request.fixturenames:
             c: Cluster = request.getfixturevalue(name)
             c.ensure_running()
@@ -299,7 +312,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not report.failed or _LOG_OFFSET not in item.stash:
         return
     funcargs = item.funcargs if isinstance(item, pytest.Function) else {}
-    c = funcargs.get("cluster") or funcargs.get("sim_cluster")
+    c = funcargs.get("cluster") or funcargs.get("sim_cluster") or funcargs.get("headless_cluster")
     if isinstance(c, Cluster):
         report.sections.append(
             ("nanokube server log during this test", c.log_since(item.stash[_LOG_OFFSET]))
