@@ -52,6 +52,7 @@ Obj = dict[str, Any]
 _POD = next(k for k in builtin_kinds() if k.group == "" and k.kind == "Pod")
 _NODE = next(k for k in builtin_kinds() if k.group == "" and k.kind == "Node")
 DEFAULT_KUBELET_PORT = 10250
+AGENT_ERROR_HEADER = "X-Nanokube-Error"  # the agent's message when it refuses an upgrade
 CONNECT_TIMEOUT = 10.0  # seconds to reach a node agent
 _LOG_PARAMS = (
     "follow",
@@ -254,7 +255,9 @@ async def _proxy_websocket(
             )
         except aiohttp.WSServerHandshakeError as e:
             error_class = errors.BadRequest if 400 <= e.status < 500 else errors.StatusError
-            raise error_class(f"unable to upgrade connection: {e.message}") from None
+            message = e.headers.get(AGENT_ERROR_HEADER) if e.headers else None
+            message = message or f"status {e.status}"
+            raise error_class(f"unable to upgrade connection: {message}") from None
         except aiohttp.ClientError as e:
             raise errors.StatusError(f"error dialing the node agent: {e}") from None
         async with upstream:

@@ -77,11 +77,15 @@ class FakeBackend:
                     await sink(data)
 
         feeder = asyncio.create_task(feed()) if stdin else None
-        await asyncio.gather(pump(proc.stdout, stdout), pump(proc.stderr, stderr))
-        code = await proc.wait()
-        if feeder is not None:
-            feeder.cancel()
-        return code
+        try:
+            await asyncio.gather(pump(proc.stdout, stdout), pump(proc.stderr, stderr))
+            return await proc.wait()
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+            if proc.returncode is None:  # cancelled: the server is shutting down
+                proc.kill()
+                await proc.wait()
 
     async def _exec_tty(
         self,
@@ -150,6 +154,9 @@ class FakeBackend:
         finally:
             for task in tasks:
                 task.cancel()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
             loop.remove_reader(master)
             os.close(master)
 

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 API_SERVER_USER = "kube-apiserver-kubelet-client"
 ADMIN_GROUP = "system:masters"
+ERROR_HEADER = "X-Nanokube-Error"  # a refused upgrade's message, for the API server
 
 __all__ = [
     "PodRef",
@@ -182,12 +183,11 @@ def build_app(backend: StreamingBackend, *, authorize: bool = True) -> web.Appli
                 raise errors.Forbidden("only the API server may use the streaming server")
             return await handler(request)
         except errors.StatusError as e:
-            # The message doubles as the reason phrase: a WebSocket client that is
-            # refused (the API server's) sees the phrase but never the body.
-            reason = " ".join(e.message.split())[:200]
+            # A refused WebSocket client (the API server's aiohttp) sees the headers
+            # but never the body: the message goes in a header too.
             return web.Response(
                 status=e.code,
-                reason=reason,
+                headers={ERROR_HEADER: " ".join(e.message.split())[:1000]},
                 body=orjson.dumps(e.to_status()),
                 content_type="application/json",
             )
