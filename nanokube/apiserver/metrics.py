@@ -338,26 +338,39 @@ def add_discovery() -> None:
         discovery.EXTRA_GROUPS.append((GROUP, VERSION, RESOURCES))
 
 
-def register(app: web.Application, api: MetricsAPI) -> None:
-    """Serve `api` on `app`'s router and list the group in discovery.
+# The MetricsAPI an application serves (set by `register`).
+METRICS_API = web.AppKey("metrics_api", MetricsAPI)
 
-    Call before the app starts. The routes are more specific than a catch-all
-    resource route, so aiohttp (≥ 3.10, which resolves by longest prefix)
-    prefers them whatever the order of registration.
+
+def register(app: web.Application, api: MetricsAPI) -> None:
+    """Serve `api` on `app` and list the group in discovery; call before the app starts.
+
+    Registering again replaces the API served (routes are added once), so a
+    test can put its own sources behind an app that already serves metrics.
+    The routes are more specific than a catch-all resource route, so aiohttp
+    (≥ 3.10, which resolves by longest prefix) prefers them whatever the order
+    of registration.
     """
     add_discovery()
+    first = METRICS_API not in app
+    app[METRICS_API] = api
+    if not first:
+        return
 
     async def nodes(request: web.Request) -> web.Response:
         q = request.query
-        body = await api.node_metrics_list(q.get("labelSelector", ""), q.get("fieldSelector", ""))
+        body = await request.app[METRICS_API].node_metrics_list(
+            q.get("labelSelector", ""), q.get("fieldSelector", "")
+        )
         return codec.json_response(body)
 
     async def node(request: web.Request) -> web.Response:
-        return codec.json_response(await api.node_metrics(request.match_info["name"]))
+        body = await request.app[METRICS_API].node_metrics(request.match_info["name"])
+        return codec.json_response(body)
 
     async def pods(request: web.Request) -> web.Response:
         q = request.query
-        body = await api.pod_metrics_list(
+        body = await request.app[METRICS_API].pod_metrics_list(
             request.match_info.get("namespace", ""),
             q.get("labelSelector", ""),
             q.get("fieldSelector", ""),
@@ -366,7 +379,8 @@ def register(app: web.Application, api: MetricsAPI) -> None:
 
     async def pod(request: web.Request) -> web.Response:
         info = request.match_info
-        return codec.json_response(await api.pod_metrics(info["namespace"], info["name"]))
+        body = await request.app[METRICS_API].pod_metrics(info["namespace"], info["name"])
+        return codec.json_response(body)
 
     router = app.router
     router.add_get(f"{PREFIX}/nodes", nodes)

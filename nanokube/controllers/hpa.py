@@ -96,9 +96,9 @@ def set_condition(
     conditions: list[Obj] = status.setdefault("conditions", [])
     current = next((c for c in conditions if c.get("type") == type), None)
     if current is None:
-        current = {"type": type}
+        current = {"type": type, "status": value, "lastTransitionTime": _rfc3339(now)}
         conditions.append(current)
-    if current.get("status") != value or "lastTransitionTime" not in current:
+    elif current.get("status") != value:
         current["lastTransitionTime"] = _rfc3339(now)
     current.update(status=value, reason=reason, message=message)
 
@@ -170,6 +170,7 @@ class HorizontalController(Controller):
         spec = hpa.get("spec") or {}
         status: Obj = copy.deepcopy(hpa.get("status") or {})
         status["observedGeneration"] = (hpa.get("metadata") or {}).get("generation", 1)
+        status.setdefault("desiredReplicas", 0)  # always present upstream (no omitempty)
         # 1. the target's scale
         try:
             target_kind, scale = await self._get_scale(hpa)

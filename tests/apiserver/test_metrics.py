@@ -285,6 +285,17 @@ async def test_sources_are_routed_by_node(
     assert pods["items"] == []
 
 
+def test_registering_again_replaces_the_api_served() -> None:
+    srv = build_app(APIServerConfig(store=MemoryStore(), port=free_port()))
+    first = metrics.MetricsAPI(srv.resources, metrics.MetricsSources())
+    second = metrics.MetricsAPI(srv.resources, metrics.MetricsSources())
+    metrics.register(srv.app, first)
+    routes = len(srv.app.router.routes())
+    metrics.register(srv.app, second)
+    assert srv.app[metrics.METRICS_API] is second
+    assert len(srv.app.router.routes()) == routes
+
+
 def test_quantities_are_canonical() -> None:
     assert metrics.cpu_quantity(123) == "123n"
     assert metrics.cpu_quantity(250_000) == "250u"

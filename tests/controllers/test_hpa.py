@@ -138,6 +138,7 @@ async def make_pods(
     *,
     request: Obj | None = None,
     phase: str = "Running",
+    containers: tuple[str, ...] = ("web",),
 ) -> None:
     """`count` pods (Running and long Ready unless `phase` says otherwise) of the Deployment using `cpu` / `memory`."""
     annotations = {}
@@ -159,7 +160,8 @@ async def make_pods(
                 "spec": {
                     "nodeName": "node-a",
                     "containers": [
-                        {"name": "web", "image": "nginx", "resources": {"requests": requests}}
+                        {"name": c, "image": "nginx", "resources": {"requests": requests}}
+                        for c in containers
                     ],
                 },
             },
@@ -340,6 +342,32 @@ async def test_average_value_target(client: Client, controller: HorizontalContro
     assert status["currentMetrics"][0]["resource"]["current"] == {"averageValue": "67108864"}
     expected = "New size: 4; reason: memory resource above target"
     assert await eventually(lambda: events(client, "SuccessfulRescale")) == [expected]
+
+
+async def test_container_resource_metric(client: Client, controller: HorizontalController) -> None:
+    await make_deployment(client, 2)
+    # 200m per pod, split evenly: 100m in `web` (100% of its request), 100m in `log`.
+    await make_pods(client, 2, cpu="200m", containers=("web", "log"))
+    target = {"type": "Utilization", "averageUtilization": 50}
+    metric = {
+        "type": "ContainerResource",
+        "containerResource": {"name": "cpu", "container": "web", "target": target},
+    }
+    await make_hpa(client, metrics=[metric])
+    await synced(controller, 2)
+    await controller.reconcile(KEY)
+    assert await replicas(client) == 4
+    status = await hpa_status(client)
+    assert status["currentMetrics"] == [
+        {
+            "type": "ContainerResource",
+            "containerResource": {
+                "name": "cpu",
+                "container": "web",
+                "current": {"averageUtilization": 100, "averageValue": "100m"},
+            },
+        }
+    ]
 
 
 async def test_bounds_and_a_target_at_zero(
