@@ -243,12 +243,20 @@ async def _relay(src: Any, dst: Any) -> None:
 async def _proxy_websocket(
     request: web.Request, dialer: NodeDialer, url: str, params: list[tuple[str, str]]
 ) -> web.StreamResponse:
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        raise errors.BadRequest(
-            "unable to upgrade connection: only WebSocket streams are supported"
-        )
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     offered = _offered(request)
     async with dialer.session() as session:
+        if not websocket:
+            # kubectl's SPDY fallback, tried after any WebSocket failure: say why the
+            # WebSocket failed when the agent is down, rather than only refusing SPDY.
+            try:
+                async with session.get(url):
+                    pass
+            except aiohttp.ClientError as e:
+                raise errors.StatusError(f"error dialing the node agent: {e}") from None
+            raise errors.BadRequest(
+                "unable to upgrade connection: only WebSocket streams are supported"
+            )
         try:
             upstream = await session.ws_connect(
                 url, params=params, protocols=offered, max_msg_size=0, autoping=True

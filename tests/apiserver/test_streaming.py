@@ -447,3 +447,20 @@ async def test_container_name_required_for_several(
             body = await resp.json()
     assert resp.status == 400
     assert body["message"] == "a container name must be specified for pod two, choose one of: [a b]"
+
+
+async def test_unreachable_agent(cluster: Cluster) -> None:
+    node_kind = cluster.api.registry.by_resource("", "v1", "nodes")
+    assert node_kind is not None
+    old = await cluster.api.resources.get(node_kind, "", "node1")
+    status = {**old["status"], "daemonEndpoints": {"kubeletEndpoint": {"Port": free_port()}}}
+    await cluster.api.resources.write(
+        node_kind, "", "node1", old, {**old, "status": status}, WriteOptions()
+    )
+    rc, _, err = await cluster.kubectl("exec", "web", "--", "true")
+    assert rc == 1
+    assert "error dialing the node agent" in err
+    cluster.backend.log_file("app", 0).write_bytes(b"")
+    rc, _, err = await cluster.kubectl("logs", "web")
+    assert rc == 1
+    assert "error dialing the node agent" in err
