@@ -104,6 +104,10 @@ def set_condition(
 
 
 class HorizontalController(Controller):
+    """See the module docstring. `metrics` defaults to the metrics API through `client`,
+    which the HTTP client reaches; in the server process pass the server's `MetricsAPI`
+    (the in-process client reaches stored kinds only)."""
+
     name = "horizontal-pod-autoscaler"
     # upstream's --concurrent-horizontal-pod-autoscaler-syncs is 5; two suffice for nanokube.
     workers = 2
@@ -132,6 +136,7 @@ class HorizontalController(Controller):
         # The scale-down window when the HPA sets none
         # (--horizontal-pod-autoscaler-downscale-stabilization).
         self.downscale_stabilization = downscale_stabilization
+        # The replica calculation, with the tolerance and the pod-readiness periods.
         self.calculator = ReplicaCalculator(
             tolerance, cpu_initialization_period, initial_readiness_delay
         )
