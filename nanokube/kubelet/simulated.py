@@ -442,6 +442,11 @@ class SimulatedNodes:
                     await self.client.update(POD, {**pod, "status": status}, subresource="status")
             except errors.NotFound:
                 return
+            except errors.Conflict:
+                # Someone else wrote the pod (an eviction, a controller's condition): its
+                # event brings the new version back to this queue.
+                log.debug("pod status conflict pod=%s", key)
+                return
         if run.terminal and not run.ip_released:
             self._release(run, sim.name)  # the sandbox is gone; the status keeps the IP
         if due is not None:
