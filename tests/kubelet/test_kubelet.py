@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures come from kubelet_harness, parameters reuse their names)
 """The Kubelet end to end on real runc containers (root, runc, busybox-static, CNI).
 
 Aspects: a pod with an app and a native sidecar sharing localhost and a host
