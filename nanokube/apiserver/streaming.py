@@ -345,7 +345,8 @@ def register(handler: ResourceHandler, dialer: NodeDialer) -> None:
         base = await node_location(handler, dialer, pod)
         uid = pod["metadata"].get("uid", "")
         url = base + _path("portForward", info.namespace, info.name, uid)
-        return await _proxy_websocket(request, dialer, url, [])
+        params = [("ports", p) for p in request.query.getall("ports", [])]
+        return await _proxy_websocket(request, dialer, url, params)
 
     handler.subresource_handlers[("pods", "log")] = pod_log
     handler.subresource_handlers[("pods", "exec")] = remote_command("exec")

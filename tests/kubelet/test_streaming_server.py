@@ -238,3 +238,25 @@ async def test_only_the_api_server_may_call(tmp_path: Path) -> None:
                 assert resp.status == 404  # past the check: the fake has no such log
     finally:
         await runner.cleanup()
+
+
+async def test_port_forward_channels(agent: tuple[str, FakeBackend]) -> None:
+    """The Python client's protocol: `?ports=`, channels 2i/2i+1, the port announced first."""
+    base, backend = agent
+    echo, echo_port = await echo_server()
+    backend.ports[80] = echo_port
+    got: dict[int, bytes] = {}
+    url = f"{base}/portForward/ns/p?ports=80,81"
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, protocols=[websocket.V4]) as ws:
+            assert ws.protocol == websocket.V4
+            await ws.send_bytes(b"\x00hi")
+            async with asyncio.timeout(10):
+                while not (got.get(0, b"").endswith(b"hi") and b"refused" in got.get(3, b"")):
+                    msg = await ws.receive()
+                    got[msg.data[0]] = got.get(msg.data[0], b"") + msg.data[1:]
+    echo.close()
+    assert got[0] == b"\x50\x00echo:hi"
+    assert got[1] == b"\x50\x00"
+    assert got[2] == b"\x51\x00"
+    assert got[3].startswith(b"\x51\x00error forwarding port 81 to pod")

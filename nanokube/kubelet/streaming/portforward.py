@@ -17,6 +17,13 @@ DATA frames; the client's FIN half-closes the pod connection; the pod's EOF
 sends FIN on the data stream and then on the error stream, which the client
 waits for. A failure is written as text on the error stream (kubectl prints
 it and reports "lost connection to pod"). PINGs are echoed.
+
+`serve_channels` is the other port-forward protocol upstream's kubelet serves
+(`cri/streaming/portforward/websocket.go`), used by the Python client: the
+channel protocol ``v4.channel.k8s.io`` with the ports in the ``ports`` query;
+port i has data channel 2i and error channel 2i+1, and the server's first
+message on each carries the port as two little-endian bytes. One connection
+per port per WebSocket; the WebSocket closes when every port is done.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
 
 from nanokube.kubelet.streaming import spdy
 
@@ -176,3 +185,67 @@ class PortForwardSession:
                 await task
             except asyncio.CancelledError:
                 pass
+
+
+async def serve_channels(ws: web.WebSocketResponse, ports: list[int], connect: Connect) -> None:
+    """Forward `ports` over a channel-protocol WebSocket until every port is done."""
+    lock = asyncio.Lock()
+
+    async def send(channel: int, data: bytes) -> None:
+        if not ws.closed:
+            async with lock:
+                await ws.send_bytes(bytes([channel]) + data)
+
+    for i, port in enumerate(ports):
+        await send(2 * i, port.to_bytes(2, "little"))
+        await send(2 * i + 1, port.to_bytes(2, "little"))
+    uploads: list[asyncio.Queue[bytes | None]] = [asyncio.Queue() for _ in ports]
+
+    async def forward(i: int, port: int) -> None:
+        try:
+            reader, writer = await connect(port)
+        except Exception as e:  # noqa: BLE001 - any failure is reported to the client
+            await send(2 * i + 1, f"error forwarding port {port} to pod: {e}".encode())
+            return
+
+        async def upload() -> None:
+            while (chunk := await uploads[i].get()) is not None:
+                writer.write(chunk)
+                await writer.drain()
+
+        task = asyncio.create_task(upload())
+        try:
+            while chunk := await reader.read(32 * 1024):
+                await send(2 * i, chunk)
+        except (ConnectionError, OSError) as e:
+            log.debug("port-forward pod side ended port=%d error=%s", port, e)
+        finally:
+            task.cancel()
+            writer.close()
+
+    async def read() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel = msg.data[0]
+            if channel % 2 == 0 and channel // 2 < len(ports):
+                uploads[channel // 2].put_nowait(bytes(msg.data[1:]))
+        for queue in uploads:
+            queue.put_nowait(None)
+
+    reader = asyncio.create_task(read())
+    forwards = [asyncio.create_task(forward(i, port)) for i, port in enumerate(ports)]
+
+    async def all_forwards() -> None:
+        await asyncio.gather(*forwards)
+
+    done = asyncio.create_task(all_forwards())
+    try:
+        await asyncio.wait((reader, done), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        done.cancel()
+        for task in forwards:
+            task.cancel()
+        await asyncio.gather(*forwards, return_exceptions=True)
+        await ws.close()
+        reader.cancel()

@@ -10,7 +10,8 @@ builds them the way upstream's does:
   WebSocket upgrade speaking the channel protocol (`websocket`)
 - ``GET /attach/NS/POD[/UID]/CONTAINER?input&output&error&tty``: the same, joined
   to the container's own stdio
-- ``GET /portForward/NS/POD[/UID]``: a WebSocket carrying SPDY (`portforward`)
+- ``GET /portForward/NS/POD[/UID]``: a WebSocket carrying SPDY (kubectl), or the
+  channel protocol with ``?ports=`` (the Python client) (`portforward`)
 
 The work is done by a `StreamingBackend`, which the kubelet implements over its
 runtime; its methods map one to one to `nanokube.runtime.contract.Runtime`
@@ -145,6 +146,21 @@ def log_options(query: Any) -> logs.LogOptions:
     )
 
 
+def _ports(query: Any) -> list[int]:
+    """The `ports` of a channel-protocol port-forward (repeated or comma-separated)."""
+    ports = []
+    for value in query.getall("ports", []):
+        for item in value.split(","):
+            try:
+                port = int(item)
+            except ValueError:
+                raise errors.BadRequest(f"invalid port: {item!r}") from None
+            if not 0 < port < 65536:
+                raise errors.BadRequest(f"port {port} must be between 1 and 65535")
+            ports.append(port)
+    return ports
+
+
 def _pod(request: web.Request) -> PodRef:
     m = request.match_info
     return PodRef(m["namespace"], m["pod"], m.get("uid", ""))
@@ -256,11 +272,16 @@ def build_app(backend: StreamingBackend, *, authorize: bool = True) -> web.Appli
 
     async def port_forward(request: web.Request) -> web.StreamResponse:
         pod = _pod(request)
-        ws = await _upgrade(request, (portforward.PROTOCOL,))
+        ports = _ports(request.query)
+        protocols = (portforward.PROTOCOL, websocket.V4) if ports else (portforward.PROTOCOL,)
+        ws = await _upgrade(request, protocols)
 
         async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             return await backend.port_forward(pod, port)
 
+        if ws.ws_protocol == websocket.V4:
+            await portforward.serve_channels(ws, ports, connect)
+            return ws
         session = portforward.PortForwardSession(ws.send_bytes, connect)
         try:
             async for msg in ws:
