@@ -24,7 +24,7 @@ from nanokube.api import errors
 from nanokube.api.kinds import Registry
 from nanokube.api.options import WriteOptions
 from nanokube.api.resources import builtin_kinds
-from nanokube.apiserver import binding, codec, discovery, openapi, requestinfo
+from nanokube.apiserver import binding, codec, discovery, metrics, openapi, requestinfo
 from nanokube.apiserver.handlers import ResourceHandler
 from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import WatchCache
@@ -60,6 +60,9 @@ class APIServer:
     handler: ResourceHandler
     discovery: discovery.Discovery
     app: web.Application
+    # Where `metrics.k8s.io` figures come from (nodes register their sources).
+    metrics_sources: metrics.MetricsSources
+    metrics_api: metrics.MetricsAPI
 
     def subresource_creators(self) -> dict[tuple[str, str], Any]:
         """POST subresources as plain functions, for the in-process client."""
@@ -183,8 +186,21 @@ def build_app(config: APIServerConfig) -> APIServer:
     app.router.add_get("/openapi/v2", openapi_v2)
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/{path:.*}", openapi_v3)
+    metrics_sources = metrics.MetricsSources()
+    metrics_api = metrics.MetricsAPI(resources, metrics_sources)
+    metrics.register(app, metrics_api)
     app.router.add_route("*", "/{tail:.*}", resources_route)
-    return APIServer(config, registry, cache, resources, resource_handler, disco, app)
+    return APIServer(
+        config,
+        registry,
+        cache,
+        resources,
+        resource_handler,
+        disco,
+        app,
+        metrics_sources,
+        metrics_api,
+    )
 
 
 def ssl_context(config: APIServerConfig) -> ssl.SSLContext | None:

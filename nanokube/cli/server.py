@@ -140,13 +140,21 @@ async def run_server(
                     controlplane.Election(),
                     controllers=not options.disable_controller_manager,
                     scheduler=not options.disable_scheduler,
-                    controller_options=controller_options(options),
+                    controller_options=controller_options(options, api.metrics_api),
                 ),
                 name="control-plane",
             )
         ]
         if options.simulated_nodes:
-            from nanokube.kubelet.simulated import SimulatedNodeOptions, run_simulated_nodes
+            from nanokube.apiserver.metrics import PodUsageSource
+            from nanokube.kubelet.simulated import (
+                SimulatedNodeOptions,
+                run_simulated_nodes,
+                usage,
+            )
+
+            # Simulated pods report the usage their annotations declare.
+            api.metrics_sources.add(PodUsageSource(usage))
 
             tasks.append(
                 asyncio.create_task(
@@ -170,12 +178,13 @@ async def run_server(
         await store.close()
 
 
-def controller_options(options: ServerOptions) -> ControllerManagerOptions:
+def controller_options(options: ServerOptions, metrics: Any = None) -> ControllerManagerOptions:
     from nanokube.controllers.manager import ControllerManagerOptions
 
     return ControllerManagerOptions(
         cluster_cidr=options.cluster_cidr,
         node_monitor_grace_period=options.node_monitor_grace_period,
+        metrics=metrics,
     )
 
 

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
@@ -22,6 +23,7 @@ from nanokube.controllers.cronjob import CronJobController
 from nanokube.controllers.daemonset import DaemonSetController
 from nanokube.controllers.deployment import DeploymentController
 from nanokube.controllers.garbagecollector import GarbageCollector
+from nanokube.controllers.hpa import HorizontalController
 from nanokube.controllers.job import JobController
 from nanokube.controllers.job_ttl import TTLAfterFinishedController
 from nanokube.controllers.namespace import NamespaceController
@@ -56,6 +58,10 @@ class ControllerManagerOptions:
 
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR
     node_monitor_grace_period: float = 40.0
+    # The HPA's pod metrics: the server's own metrics API when the controllers run
+    # in its process (the in-process client has no HTTP to reach it), else None:
+    # read through the client from metrics.k8s.io.
+    metrics: Any = None
 
 
 def configured(options: ControllerManagerOptions) -> dict[str, ControllerFactory]:
@@ -63,6 +69,9 @@ def configured(options: ControllerManagerOptions) -> dict[str, ControllerFactory
     return {
         **CONTROLLERS,
         "nodeipam": lambda c, i: NodeIPAMController(c, i, cluster_cidr=options.cluster_cidr),
+        "horizontalpodautoscaling": lambda c, i: HorizontalController(
+            c, i, metrics=options.metrics
+        ),
         "nodelifecycle": lambda c, i: NodeLifecycleController(
             c,
             i,
