@@ -37,7 +37,12 @@ def test_cidr_set_allocates_in_order_until_full() -> None:
     cidrs = CIDRSet("10.42.0.0/22", 24)
     assert cidrs.size == 4
     assert cidrs.occupy("10.42.1.0/24")
-    assert [cidrs.allocate() for _ in range(4)] == ["10.42.0.0/24", "10.42.2.0/24", "10.42.3.0/24", None]
+    assert [cidrs.allocate() for _ in range(4)] == [
+        "10.42.0.0/24",
+        "10.42.2.0/24",
+        "10.42.3.0/24",
+        None,
+    ]
     cidrs.release("10.42.2.0/24")
     assert cidrs.allocate() == "10.42.2.0/24"
 
