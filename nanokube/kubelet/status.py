@@ -200,9 +200,9 @@ def _conditions(pod: Obj, view: PodView, pod_phase: str, now: float) -> list[Obj
     status = pod.get("status") or {}
     before = {c.get("type"): c for c in status.get("conditions") or ()}
     spec = pod.get("spec") or {}
-    terminal = pod_phase in ("Succeeded", "Failed")
+    succeeded = pod_phase == "Succeeded"
     incomplete = [c.name for c in view.init if not (c.started if c.sidecar else c.succeeded)]
-    if terminal and view.init and not view.init_failed:
+    if succeeded and view.init:
         initialized: tuple[str, str, str] = ("True", "PodCompleted", "")
     elif incomplete:
         message = f"containers with incomplete status: [{' '.join(incomplete)}]"
@@ -211,7 +211,7 @@ def _conditions(pod: Obj, view: PodView, pod_phase: str, now: float) -> list[Obj
         initialized = ("True", "", "")
     unready = [c.name for c in view.init if c.sidecar and not (c.ready and c.running)]
     unready += [c.name for c in view.containers if not (c.ready and c.running)]
-    if terminal:
+    if succeeded:
         containers_ready: tuple[str, str, str] = ("False", "PodCompleted", "")
     elif unready:
         message = f"containers with unready status: [{' '.join(unready)}]"
