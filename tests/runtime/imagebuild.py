@@ -18,6 +18,7 @@ helper over the distribution API, live here too.
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import hashlib
@@ -146,7 +147,10 @@ def build_image(
         blobs = [gzip.compress(t, compresslevel=1, mtime=0) for t in tars]
         layer_type = OCI_LAYER if oci else DOCKER_LAYER
     elif compression == "zstd":
-        blobs = [subprocess.run(["zstd", "-q", "-c"], input=t, capture_output=True, check=True).stdout for t in tars]
+        blobs = [
+            subprocess.run(["zstd", "-q", "-c"], input=t, capture_output=True, check=True).stdout
+            for t in tars
+        ]
         layer_type = "application/vnd.oci.image.layer.v1.tar+zstd"
     else:
         blobs = list(tars)
@@ -202,7 +206,9 @@ def busybox_tars(busybox: str = BUSYBOX) -> tuple[bytes, bytes]:
     for applet in sorted(set(applets)):
         if applet != "bin/busybox" and applet.count("/") >= 1:
             lower.symlink(applet, "/bin/busybox")
-    lower.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
+    lower.file(
+        "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n"
+    )
     lower.file("etc/group", b"root:x:0:\nuser:x:1000:\n")
     lower.hardlink("etc/passwd.link", "etc/passwd")
     lower.file("etc/remove-me", b"layer 1\n")
@@ -251,7 +257,9 @@ def write_docker_archive(
     ``<id>/layer.tar`` files (a layer shared with an earlier image becomes a symlink,
     as docker does), ``<config hex>.json``, ``manifest.json`` and ``repositories``."""
     buf = io.BytesIO()
-    entries, repositories, written = [], {}, {}
+    entries: list[dict[str, object]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    written: dict[str, str] = {}
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for image, tags in images:
             tars = [gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b for b in image.layers]
@@ -270,8 +278,8 @@ def write_docker_archive(
             _tar_file(tar, config_name, image.config)
             entries.append({"Config": config_name, "RepoTags": tags, "Layers": layer_paths})
             for tag in tags:
-                repo, _, t = tag.rpartition(":")
-                repositories.setdefault(repo, {})[t] = layer_paths[-1].split("/")[0]
+                repo, _, version = tag.rpartition(":")
+                repositories.setdefault(repo, {})[version] = layer_paths[-1].split("/")[0]
         _tar_file(tar, "manifest.json", json.dumps(entries).encode())
         _tar_file(tar, "repositories", json.dumps(repositories).encode())
     data = buf.getvalue()
@@ -301,14 +309,25 @@ def write_oci_archive(
                 if d not in seen:
                     seen.add(d)
                     _tar_file(tar, "blobs/sha256/" + d[7:], blob)
-        annotations = {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name.rpartition(":")[2]}
+        annotations = {
+            "io.containerd.image.name": name,
+            "org.opencontainers.image.ref.name": name.rpartition(":")[2],
+        }
         if index_of:
             nested = index_json(index_of)
             _tar_file(tar, "blobs/sha256/" + digest(nested)[7:], nested)
             top = {"mediaType": OCI_INDEX, "digest": digest(nested), "size": len(nested)}
         else:
-            top = {"mediaType": image.media_type, "digest": image.digest, "size": len(image.manifest)}
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{**top, "annotations": annotations}]}
+            top = {
+                "mediaType": image.media_type,
+                "digest": image.digest,
+                "size": len(image.manifest),
+            }
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{**top, "annotations": annotations}],
+        }
         _tar_file(tar, "index.json", json.dumps(index).encode())
     data = buf.getvalue()
     path.write_bytes(gzip.compress(data, compresslevel=1) if compress else data)
@@ -341,11 +360,14 @@ async def push(
     repo: str,
     tag: str,
     image: Image,
-    auth: aiohttp.BasicAuth | None = None,
+    auth: tuple[str, str] | None = None,
 ) -> None:
     """Push `image` as ``repo:tag`` through the distribution API: each blob by a
     monolithic upload (POST then PUT ?digest=), then the manifest."""
-    async with aiohttp.ClientSession(auth=auth) as http:
+    headers = {}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    async with aiohttp.ClientSession(headers=headers) as http:
         for d, blob in image.blobs().items():
             await push_blob(http, base, repo, d, blob)
         await push_manifest(http, base, repo, tag, image.manifest, image.media_type)
@@ -380,4 +402,6 @@ async def push_manifest(
 
 def tree(root: Path) -> set[str]:
     """The relative paths under `root` (for comparing unpacked layers)."""
-    return {os.path.relpath(os.path.join(d, n), root) for d, ds, fs in os.walk(root) for n in ds + fs}
+    return {
+        os.path.relpath(os.path.join(d, n), root) for d, ds, fs in os.walk(root) for n in ds + fs
+    }

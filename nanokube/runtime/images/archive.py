@@ -49,6 +49,7 @@ class _Staged:
     path: Path
     digest: str
     size: int
+    magic: bytes
     kept: bool = False
 
 
@@ -81,12 +82,14 @@ class _Archive:
         path = self.staging / str(i)
         h = hashlib.sha256()
         size = 0
+        magic = b""
         with open(path, "wb") as out:
             while chunk := src.read(1 << 20):
+                magic = magic or chunk[:4]
                 h.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
-        self.files[name] = _Staged(path, "sha256:" + h.hexdigest(), size)
+        self.files[name] = _Staged(path, "sha256:" + h.hexdigest(), size, magic)
 
     def get(self, name: str) -> _Staged:
         name = posixpath.normpath(name.lstrip("/"))
@@ -151,11 +154,9 @@ def read_archive(path: Path, blobs: BlobStore) -> list[mf.ImageContents]:
 
 
 def _layer_type(staged: _Staged) -> str:
-    with open(staged.path, "rb") as f:
-        magic = f.read(4)
-    if magic.startswith(_GZIP):
+    if staged.magic.startswith(_GZIP):
         return mf.DOCKER_LAYER_GZIP
-    if magic == _ZSTD:
+    if staged.magic == _ZSTD:
         return mf.OCI_LAYER_ZSTD
     return mf.DOCKER_LAYER_TAR
 

@@ -17,7 +17,7 @@ from nanokube.runtime.images import manifest as mf
 from nanokube.runtime.images.blobs import BlobStore
 from nanokube.runtime.images.errors import ContentError
 from nanokube.runtime.images.reference import Reference
-from nanokube.runtime.images.registry import Credentials, RegistryClient
+from nanokube.runtime.images.registry import Credentials, RegistryClient, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,14 @@ async def fetch(
 ) -> mf.ImageContents:
     """Download what `ref` needs into `blobs`; raises `registry.RegistryError` or
     `ContentError`."""
-    body, content_type, header_digest = await client.manifest(ref, ref.digest or ref.tag, auth)
+    try:
+        body, content_type, header_digest = await client.manifest(ref, ref.digest or ref.tag, auth)
+    except RegistryError as e:
+        # containerd's wording, with the registry's own words after it.
+        detail = f"{ref}: not found ({e})" if e.not_found else str(e)
+        raise RegistryError(
+            f'failed to resolve reference "{ref}": {detail}', not_found=e.not_found, status=e.status
+        ) from None
     digest = mf.sha256_digest(body)
     if ref.digest and digest != ref.digest:
         raise ContentError(f"manifest digest mismatch: asked for {ref.digest}, got {digest}")

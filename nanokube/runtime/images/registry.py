@@ -156,7 +156,7 @@ class RegistryClient:
                 self._tokens[(ref.api_host, scope, user)] = token
                 hdrs["Authorization"] = f"Bearer {token.value}"
             elif scheme == "basic" and creds:
-                hdrs["Authorization"] = aiohttp.BasicAuth(*creds).encode()
+                hdrs["Authorization"] = _basic(creds)
             else:
                 raise _denied(resp.status, "authentication required")
             return await _check(await self._http().get(url, headers=hdrs))
@@ -174,8 +174,8 @@ class RegistryClient:
             + ("&" if "?" in params["realm"] else "?")
             + urllib.parse.urlencode(query)
         )
-        auth = aiohttp.BasicAuth(*creds) if creds else None
-        async with self._http().get(url, auth=auth) as resp:
+        headers = {"Authorization": _basic(creds)} if creds else {}
+        async with self._http().get(url, headers=headers) as resp:
             body = await resp.read()
             if resp.status != 200:
                 raise _denied(resp.status, _registry_message(body) or resp.reason or "")
@@ -215,6 +215,10 @@ class _Response:
             self._resp.release()
 
 
+def _basic(creds: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+
+
 def _denied(status: int, message: str) -> RegistryError:
     return RegistryError(
         "pull access denied, repository does not exist or may require authorization: "
@@ -230,7 +234,7 @@ async def _check(resp: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
     resp.release()
     message = _registry_message(body) or f"{resp.status} {resp.reason}"
     if resp.status == 404:
-        raise RegistryError(f"not found: {message}", not_found=True, status=404)
+        raise RegistryError(message, not_found=True, status=404)
     if resp.status in (401, 403):
         raise _denied(resp.status, message)
     raise RegistryError(
