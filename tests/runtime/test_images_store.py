@@ -135,3 +135,21 @@ async def test_record_survives_a_restart_and_leftovers_are_cleaned(
     result = await reopened.gc(in_use=set(), bytes_to_free=0)
     assert not reopened.blobs.has(orphan) and result.freed == len(b"orphan blob")
     assert len(reopened.list_images()) == 3
+
+
+async def test_a_mounted_image_is_never_deleted(store: ImageStore, tmp_path: Path) -> None:
+    from nanokube.runtime.oci import linux
+
+    root = tmp_path / "rootfs"
+    layers = store.layers_for("app1:v1")
+    linux.mount_overlay(layers, str(tmp_path / "u"), str(tmp_path / "w"), str(root))
+    try:
+        assert store_module.mounted_layers(store.layers_dir) == {Path(d).name for d in layers}
+        with pytest.raises(ImageInUse):
+            await store.remove("app1:v1")  # no in_use predicate: the mount table decides
+        result = await store.gc(in_use=set(), bytes_to_free=10**12)
+        assert store.get("app1:v1").id not in result.removed
+        assert all(os.path.isdir(d) for d in layers)
+    finally:
+        linux.umount(str(root))
+    assert await store.remove("app1:v1")

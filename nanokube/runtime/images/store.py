@@ -306,6 +306,12 @@ class ImageStore:
         )
         return result.size
 
+    def _mounted(self, image: Image) -> bool:
+        """Whether an overlay mount uses a layer of `image`: a safety net under the
+        caller's `in_use`, since deleting a mounted lowerdir breaks a running container."""
+        mounted = mounted_layers(self.layers_dir)
+        return any(hex_of(c) in mounted for c in image.layers)
+
     def _layer_path(self, chain_id: str) -> Path:
         return self.layers_dir / hex_of(chain_id)
 
@@ -324,7 +330,7 @@ class ImageStore:
             if name in image.repo_tags and len(image.repo_tags) > 1:
                 del doc["refs"][name]
                 return []
-            if in_use is not None and in_use(image):
+            if (in_use is not None and in_use(image)) or self._mounted(image):
                 raise ImageInUse(f'image "{ref}" ({image.id[7:19]}) is in use by a container')
             doomed_blobs, doomed_layers = _forget(doc, [image_id])
         await asyncio.to_thread(self._delete, doomed_blobs, doomed_layers)
@@ -348,7 +354,7 @@ class ImageStore:
         for image in candidates:
             if result.freed >= bytes_to_free:
                 break
-            if now - image.last_used < min_age:
+            if now - image.last_used < min_age or self._mounted(image):
                 continue
             with self.index.update() as fresh:
                 if image.id not in fresh["images"]:
@@ -392,6 +398,24 @@ class ImageStore:
                 freed += _du(layer)
                 self._trash(layer)
         return freed
+
+
+def mounted_layers(layers_dir: Path, mountinfo: str = "/proc/self/mountinfo") -> set[str]:
+    """Names of the directories of `layers_dir` that an overlay mount has as a lowerdir."""
+    prefix = str(layers_dir) + "/"
+    names = set()
+    with open(mountinfo) as f:
+        for line in f:
+            _, sep, tail = line.partition(" - ")
+            fields = tail.split(" ")
+            if not sep or fields[0] != "overlay" or len(fields) < 3:
+                continue
+            for option in fields[2].split(","):
+                if option.startswith("lowerdir="):
+                    for d in option[len("lowerdir=") :].split(":"):
+                        if d.startswith(prefix):
+                            names.add(d[len(prefix) :].split("/")[0])
+    return names
 
 
 def _normalized(ref: str) -> str:
