@@ -43,6 +43,7 @@ from nanokube.api.resources.groups import STORAGE_CLASS
 from nanokube.client.cache import split_key
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
+from nanokube.controllers import volume_match
 from nanokube.controllers import volumebinding as vb
 from nanokube.controllers.base import Controller
 
@@ -110,7 +111,7 @@ class LocalPathProvisioner(Controller):
         )
 
     def _volume_changed(self, volume: Obj) -> None:
-        if vb.annotations_of(volume).get(vb.PROVISIONED_BY) == PROVISIONER:
+        if volume_match.annotations_of(volume).get(vb.PROVISIONED_BY) == PROVISIONER:
             self.queue.add(f"pv:{meta.name(volume)}")
 
     async def run(self) -> None:
@@ -139,7 +140,7 @@ class LocalPathProvisioner(Controller):
         volume_name = f"pvc-{claim['metadata']['uid']}"
         if self.volumes.get(volume_name) is not None:
             return
-        sc = self.classes.get(vb.class_of(claim))
+        sc = self.classes.get(volume_match.class_of(claim))
         assert sc is not None  # checked by _should_provision
         node = self._node_for(claim, sc)
         if node is None:
@@ -179,13 +180,13 @@ class LocalPathProvisioner(Controller):
             "deletionTimestamp"
         ):
             return False
-        annotations = vb.annotations_of(claim)
+        annotations = volume_match.annotations_of(claim)
         requested = annotations.get(vb.STORAGE_PROVISIONER) or annotations.get(
             vb.BETA_STORAGE_PROVISIONER
         )
         if requested != PROVISIONER:
             return False
-        sc = self.classes.get(vb.class_of(claim))
+        sc = self.classes.get(volume_match.class_of(claim))
         if sc is None or sc.get("provisioner") != PROVISIONER:
             return False
         if sc.get("volumeBindingMode") == "WaitForFirstConsumer":
@@ -193,7 +194,7 @@ class LocalPathProvisioner(Controller):
         return True
 
     def _node_for(self, claim: Obj, sc: Obj) -> Obj | None:
-        selected = vb.annotations_of(claim).get(vb.SELECTED_NODE)
+        selected = volume_match.annotations_of(claim).get(vb.SELECTED_NODE)
         if selected:
             return self.nodes.get(selected) or {"metadata": {"name": selected, "labels": {}}}
         ready = sorted((n for n in self.nodes.list() if _is_ready(n)), key=meta.name)
@@ -205,7 +206,7 @@ class LocalPathProvisioner(Controller):
         hostname = meta.labels(node).get(vb.HOSTNAME_LABEL) or meta.name(node)
         path = volume_path(self.storage_dir, claim)
         volume_type = (
-            vb.annotations_of(claim).get("volumeType")
+            volume_match.annotations_of(claim).get("volumeType")
             or (sc.get("parameters") or {}).get("volumeType")
             or "hostPath"
         )
@@ -268,7 +269,7 @@ class LocalPathProvisioner(Controller):
         if spec.get("persistentVolumeReclaimPolicy") != "Delete":
             return
         path = (spec.get("hostPath") or spec.get("local") or {}).get("path", "")
-        node = vb.annotations_of(volume).get("local.path.provisioner/selected-node", "")
+        node = volume_match.annotations_of(volume).get("local.path.provisioner/selected-node", "")
         try:
             await self.client.delete(
                 PERSISTENT_VOLUME,

@@ -34,7 +34,8 @@ from nanokube.client.inprocess import InProcessClient
 from nanokube.client.interface import Client
 from nanokube.controllers.localpath import LocalPathProvisioner
 from nanokube.controllers.statefulset import StatefulSetController
-from nanokube.controllers.volumebinding import PersistentVolumeController, find_best_match
+from nanokube.controllers.volume_match import find_best_match
+from nanokube.controllers.volumebinding import PersistentVolumeController
 
 CLIENTS = ("in-process", "http")
 Obj = dict[str, Any]
