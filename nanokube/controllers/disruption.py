@@ -33,9 +33,12 @@ As upstream's `pkg/controller/disruption/disruption.go`, `reconcile(key)`:
 A sync that fails for any reason but a conflict writes the fail-safe status
 instead: no disruptions allowed, condition False with reason SyncFailed.
 
-Not done: upstream's second worker that removes a stale `DisruptionTarget`
-pod condition from pods an eviction marked but that were not deleted, and
-the generic `scale` lookup of custom controllers.
+A second queue, of pods, handles pods an eviction marked with the
+`DisruptionTarget` condition but that were not deleted: two minutes after
+the condition was set, it is turned False again (upstream's stale pod
+disruption worker), so the pod no longer looks like it is going away.
+
+Not done: the generic `scale` lookup of custom controllers.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from nanokube.api.resources.groups import POD_DISRUPTION_BUDGET
 from nanokube.client.cache import key_of
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
+from nanokube.client.workqueue import WorkQueue
 from nanokube.controllers import ownership, pods
 from nanokube.controllers.base import Controller
 from nanokube.controllers.status import get_condition, new_condition, set_condition
@@ -64,6 +68,9 @@ Obj = dict[str, Any]
 
 # upstream's DeletionTimeout: how long an evicted pod is expected to take to show as deleted.
 DELETION_TIMEOUT = 2 * 60.0
+# upstream's stalePodDisruptionTimeout: how long a DisruptionTarget condition may stand alone.
+STALE_POD_DISRUPTION_TIMEOUT = 2 * 60.0
+DISRUPTION_TARGET = "DisruptionTarget"
 CONDITION = "DisruptionAllowed"
 
 
@@ -95,14 +102,23 @@ class DisruptionController(Controller):
         self.replication_controllers = self.watch(informers.informer(REPLICATION_CONTROLLER))
         # The clock, replaceable by a test.
         self.now = time.time
+        # Pods marked DisruptionTarget and not deleted, checked once the mark is stale.
+        self.stale_queue: WorkQueue[str] = WorkQueue(f"{self.name}-stale-pods")
         self.budgets.add_event_handler(self.enqueue, lambda _old, new: self.enqueue(new))
         self.pods.add_event_handler(self._pod_changed, self._pod_updated, self._pod_changed)
+
+    def work_queues(self) -> list[tuple[WorkQueue[str], Any]]:
+        return [(self.queue, None), (self.stale_queue, self.sync_stale_pod)]
 
     # -- event handlers: they only enqueue ----------------------------------------
 
     def _pod_changed(self, pod: Obj) -> None:
         for pdb in self._budgets_for(pod):
             self.enqueue(pdb)
+        since = _disruption_target_since(pod)
+        if since is not None and not pod["metadata"].get("deletionTimestamp"):
+            wait = since + STALE_POD_DISRUPTION_TIMEOUT - self.now()
+            self.stale_queue.add_after(key_of(pod), max(wait, 0.0))
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         if meta.labels(old) != meta.labels(new):
@@ -118,6 +134,30 @@ class DisruptionController(Controller):
             except errors.StatusError:
                 continue
         return found
+
+    # -- stale disruption marks ---------------------------------------------------
+
+    async def sync_stale_pod(self, key: str) -> None:
+        """Turn a DisruptionTarget condition that outlived its eviction False."""
+        ns, _, name = key.partition("/")
+        pod = self.pods.get(name, ns)
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return
+        since = _disruption_target_since(pod)
+        if since is None:
+            return
+        wait = since + STALE_POD_DISRUPTION_TIMEOUT - self.now()
+        if wait > 0:
+            self.stale_queue.add_after(key, wait)
+            return
+        body = copy_json(pod)
+        for cond in body["status"]["conditions"]:
+            if cond.get("type") == DISRUPTION_TARGET:
+                cond.update({"status": "False", "lastTransitionTime": meta.now_rfc3339()})
+                cond.pop("reason", None)
+                cond.pop("message", None)
+        await self.client.update(POD, body, subresource="status")
+        log.info("cleared stale disruption target pod=%s", key)
 
     # -- reconcile -------------------------------------------------------------
 
@@ -290,6 +330,15 @@ class DisruptionController(Controller):
         _set_allowed_condition(status, "False", "SyncFailed", message)
         await self._update_status(pdb, status)
         log.info("pdb fail-safe written pdb=%s", key_of(pdb))
+
+
+def _disruption_target_since(pod: Obj) -> float | None:
+    """When the pod's DisruptionTarget condition turned True, or None if it is not True."""
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == DISRUPTION_TARGET and cond.get("status") == "True":
+            stamp = cond.get("lastTransitionTime")
+            return meta.parse_time(stamp) if stamp else 0.0
+    return None
 
 
 def _scale(obj: Obj) -> tuple[str, int]:

@@ -240,3 +240,31 @@ async def test_evictions_spend_the_budget_the_controller_computes(
         body = {"metadata": {"name": "web-1", "namespace": "default"}}
         with pytest.raises(errors.TooManyRequests):
             await evictor.create_subresource(POD, "web-1", "default", "eviction", body)
+
+
+async def test_a_stale_disruption_target_is_cleared(
+    client: Client, informers: SharedInformerFactory
+) -> None:
+    (pod,) = await make_pods(client, 1)
+    pod["status"] = {
+        "phase": "Running",
+        "conditions": [
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "EvictionByEvictionAPI",
+                "message": "Eviction API: evicting",
+                "lastTransitionTime": "2020-01-01T00:00:00Z",
+            }
+        ],
+    }
+    await client.update(POD, pod, subresource="status")
+    async with running(informers, DisruptionController(client, informers)):
+
+        async def cleared() -> Obj | None:
+            got = await client.get(POD, "web-0", "default")
+            cond = got["status"]["conditions"][0]
+            return cond if cond["status"] == "False" else None
+
+        cond = await eventually(cleared)
+        assert cond["type"] == "DisruptionTarget" and "reason" not in cond
