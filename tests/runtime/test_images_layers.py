@@ -125,6 +125,19 @@ def test_entries_cannot_escape_the_layer(tmp_path: Path) -> None:
     assert not (tmp_path / "evil").exists()
 
 
+def test_hardlinks_never_copy_host_files_through_a_lower_symlink(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    os.symlink("/etc", lower / "hostetc")
+    t = imagebuild.TarBuilder()
+    t.hardlink("stolen", "hostetc/passwd")
+    dest = tmp_path / "upper"
+    dest.mkdir()
+    with pytest.raises(ContentError, match="points to missing"):
+        layers.unpack(io.BytesIO(t.done()), dest, [lower])
+    assert not (dest / "stolen").exists()
+
+
 def test_later_entries_replace_earlier_ones_and_missing_parents_are_made(tmp_path: Path) -> None:
     t = imagebuild.TarBuilder()
     t.file("a/b/c", b"first")

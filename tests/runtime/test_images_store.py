@@ -6,6 +6,7 @@ a new store instance (an agent restart)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -120,13 +121,19 @@ async def test_gc_keeps_images_used_within_min_age(store: ImageStore) -> None:
 async def test_record_survives_a_restart_and_leftovers_are_cleaned(
     store: ImageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (store.layers_dir / ".tmp-half-unpacked").mkdir()
-    (store.tmp / "blob-partial").write_bytes(b"x")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (store.layers_dir / f".tmp-{dead.pid}-half-unpacked").mkdir()
+    (store.layers_dir / f".tmp-{os.getpid()}-in-progress").mkdir()
+    (store.tmp.parent / str(dead.pid)).mkdir()
+    (store.tmp.parent / str(dead.pid) / "blob-partial").write_bytes(b"x")
     orphan = store.blobs.put(b"orphan blob")
     reopened = ImageStore(store.root)
     assert [im.id for im in reopened.list_images()] == [im.id for im in store.list_images()]
-    assert not (store.layers_dir / ".tmp-half-unpacked").exists()
-    assert not (store.tmp / "blob-partial").exists()
+    # Work directories of dead processes go; those of live ones stay.
+    assert not (store.layers_dir / f".tmp-{dead.pid}-half-unpacked").exists()
+    assert not (store.tmp.parent / str(dead.pid)).exists()
+    assert (store.layers_dir / f".tmp-{os.getpid()}-in-progress").exists()
     assert reopened.present("busybox")
     # Orphaned content goes only once old enough not to belong to a pull in progress.
     await reopened.gc(in_use=set(), bytes_to_free=0)

@@ -231,14 +231,30 @@ def _hardlink(dest: Path, lower: list[Path], target: str, path: Path) -> None:
         os.link(here, path, follow_symlinks=False)
         return
     for layer in lower:
-        candidate = layer / target
-        if os.path.lexists(candidate) and not os.path.islink(candidate.parent):
+        candidate = _within(layer, target)
+        if candidate is not None:
             shutil.copy2(candidate, path, follow_symlinks=False)
             st = os.lstat(candidate)
             os.lchown(path, st.st_uid, st.st_gid)
             os.chmod(path, stat.S_IMODE(st.st_mode))
             return
     raise ContentError(f"hardlink {path.name!r} points to missing {target!r}")
+
+
+def _within(layer: Path, rel: str) -> Path | None:
+    """`rel` in `layer` if it exists there, reached through real directories only (a
+    symlink on the way could lead to any file of the host)."""
+    path = layer
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            return None
+    return path
 
 
 def _attrs(path: Path, member: tarfile.TarInfo) -> None:

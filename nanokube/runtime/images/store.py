@@ -91,17 +91,17 @@ class ImageStore:
     ) -> None:
         self.root = Path(root)
         self.layers_dir = self.root / "layers"
-        self.tmp = self.root / "tmp"
         self.layers_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        # Several processes may use the store at once (the agent, `nanokube images`):
+        # each works in a directory of its own and clears only those of dead ones.
+        self.tmp = self.root / "tmp" / str(os.getpid())
+        _clear_leftovers(self.root / "tmp", self.layers_dir)
         self.blobs = BlobStore(self.root / "blobs", self.tmp)
         self.index = Index(self.root)
         self.registry = RegistryClient(insecure_registries)
         self._pulls: dict[tuple[str, tuple[str, str] | None], asyncio.Task[Image]] = {}
         self._unpacks: dict[str, asyncio.Future[None]] = {}
         self._configs: dict[str, ImageConfig] = {}
-        for leftover in self.layers_dir.glob(".*"):
-            shutil.rmtree(leftover, ignore_errors=True)
 
     async def close(self) -> None:
         await self.registry.close()
@@ -281,7 +281,7 @@ class ImageStore:
 
     def _unpack_sync(self, blob: str, diff_id: str, target: Path, lower: list[Path]) -> int:
         started = time.monotonic()
-        tmp = self.layers_dir / f".tmp-{target.name[:12]}-{uuid.uuid4().hex[:8]}"
+        tmp = self.layers_dir / f".tmp-{os.getpid()}-{target.name[:12]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(0o755)
         try:
             with layers.decompressed(self.blobs.path(blob)) as stream:
@@ -375,7 +375,7 @@ class ImageStore:
         return freed
 
     def _trash(self, path: Path) -> None:
-        trash = self.layers_dir / f".trash-{path.name[:12]}-{uuid.uuid4().hex[:8]}"
+        trash = self.layers_dir / f".trash-{os.getpid()}-{path.name[:12]}-{uuid.uuid4().hex[:8]}"
         try:
             os.rename(path, trash)
         except FileNotFoundError:
@@ -398,6 +398,25 @@ class ImageStore:
                 freed += _du(layer)
                 self._trash(layer)
         return freed
+
+
+def _clear_leftovers(tmp_root: Path, layers_dir: Path) -> None:
+    """Remove the work directories of processes that died (crash leftovers)."""
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    for entry in [*tmp_root.iterdir(), *layers_dir.glob(".*")]:
+        owner = entry.name.split("-")[1] if entry.name.startswith(".") else entry.name
+        if not (owner.isdigit() and _alive(int(owner))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def mounted_layers(layers_dir: Path, mountinfo: str = "/proc/self/mountinfo") -> set[str]:
