@@ -9,7 +9,7 @@ As upstream's `pkg/controller/daemon` (`daemon_controller.go`, `update.go`),
    `controller-revision-hash`;
 2. maps pods to nodes (bound node, else the node their affinity pins them to);
 3. unless it waits for pod events it expects or is being deleted (`manage`),
-   for each node (`daemonset_nodes.should_run`): a node that should run the
+   for each node (`daemonset_nodes.eligibility`): a node that should run the
    daemon and has no pod gets one (template + default DaemonSet tolerations +
    node affinity `metadata.name In [node]`, the scheduler binds it); failed
    pods are deleted (`FailedDaemonPod`) and come back; extra pods on a node
@@ -194,8 +194,7 @@ class DaemonSetController(Controller):
     def _eligibility(self, ds: Obj) -> dict[str, tuple[bool, bool]]:
         """(should run, may continue running) per node name."""
         template_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
-        spec = dn.with_default_tolerations(template_spec)
-        return {meta.name(n): dn.should_run(spec, n) for n in self.nodes.list()}
+        return dn.eligibility(dn.with_default_tolerations(template_spec), self.nodes.list())
 
     def manage(self, ds: Obj, by_node: dict[str, list[Obj]]) -> NodePlan:
         """`manage` / `podsShouldBeOnNode`: what to create and delete, node by node."""

@@ -4,10 +4,9 @@ Pure functions over dicts, as upstream's `daemon/util` and the scheduling
 helpers it calls (`component-helpers/scheduling/corev1`):
 
 - a node is eligible when it matches the template's `nodeSelector` and
-  required node affinity (terms ORed, requirements within a term ANDed, an
-  empty term matches nothing) and every NoSchedule/NoExecute taint is
-  tolerated; a pod already on a node whose only untolerated taints are
-  NoSchedule may stay (`should_continue_running`), a NoExecute one must go;
+  required node affinity and every NoSchedule/NoExecute taint is tolerated;
+  a pod already on a node whose only untolerated taints are NoSchedule may
+  stay, a NoExecute one must go (`eligibility`);
 - every DaemonSet pod tolerates upstream's default taints (not-ready and
   unreachable NoExecute; disk-, memory- and pid-pressure and unschedulable
   NoSchedule; network-unavailable too for host-network pods);
@@ -16,14 +15,17 @@ helpers it calls (`component-helpers/scheduling/corev1`):
   template's terms), and the scheduler binds it; until then its target node is
   read back from that affinity.
 
-The scheduler has its own compiled matchers (`nanokube/scheduler/matching.py`);
-controllers may not import the scheduler, so these few rules are evaluated here.
+The matching rules themselves are the scheduler's too: they live in
+`nanokube.api.scheduling` (upstream's `component-helpers`), so a DaemonSet
+and the scheduler never disagree about a node.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from nanokube.api import meta, scheduling
 from nanokube.api.patch_json import copy_json
 
 Obj = dict[str, Any]
@@ -88,77 +90,29 @@ def target_node(pod: Obj) -> str:
     return ""
 
 
-def _requirement_matches(req: Obj, labels: dict[str, str]) -> bool:
-    key, op, values = req.get("key", ""), req.get("operator", ""), req.get("values") or []
-    if op == "In":
-        return key in labels and labels[key] in values
-    if op == "NotIn":
-        return key not in labels or labels[key] not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    if op in ("Gt", "Lt") and key in labels and len(values) == 1:
-        try:
-            have, limit = int(labels[key]), int(values[0])
-        except ValueError:
-            return False
-        return have > limit if op == "Gt" else have < limit
-    return False
-
-
-def _term_matches(term: Obj, labels: dict[str, str], name: str) -> bool:
-    expressions, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    if not all(_requirement_matches(e, labels) for e in expressions):
-        return False
-    return all(
-        f.get("key") == "metadata.name" and _requirement_matches(f, {"metadata.name": name})
-        for f in fields
-    )
-
-
 def matches_node(pod_spec: Obj, node: Obj) -> bool:
     """`nodeSelector` and required node affinity both match the node."""
-    md = node.get("metadata") or {}
-    labels, name = md.get("labels") or {}, md.get("name", "")
-    for key, value in (pod_spec.get("nodeSelector") or {}).items():
-        if labels.get(key) != value:
-            return False
-    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    )
-    if required is None:
-        return True
-    return any(_term_matches(t, labels, name) for t in required.get("nodeSelectorTerms") or ())
+    return scheduling.match_node(scheduling.compile_required_node_affinity(pod_spec), node)
 
 
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """`Toleration.ToleratesTaint`."""
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
+def eligibility(pod_spec: Obj, nodes: Iterable[Obj]) -> dict[str, tuple[bool, bool]]:
+    """`NodeShouldRunDaemonPod` per node name: (should run a pod here, may keep one already here).
 
-
-def should_run(pod_spec: Obj, node: Obj) -> tuple[bool, bool]:
-    """`NodeShouldRunDaemonPod`: (should run a pod here, may keep one already here)."""
-    if not matches_node(pod_spec, node):
-        return False, False
+    The pod's node affinity is compiled once for all the nodes.
+    """
+    affinity = scheduling.compile_required_node_affinity(pod_spec)
     tolerations = pod_spec.get("tolerations") or []
-    untolerated = [
-        t
-        for t in (node.get("spec") or {}).get("taints") or ()
-        if t.get("effect") in ("NoSchedule", "NoExecute")
-        and not any(tolerates(tol, t) for tol in tolerations)
-    ]
-    if any(t.get("effect") == "NoExecute" for t in untolerated):
+    return {meta.name(n): _should_run(affinity, tolerations, n) for n in nodes}
+
+
+def _should_run(
+    affinity: scheduling.NodeMatcher | None, tolerations: list[Obj], node: Obj
+) -> tuple[bool, bool]:
+    if not scheduling.match_node(affinity, node):
         return False, False
-    if untolerated:
+    taints = (node.get("spec") or {}).get("taints") or ()
+    if scheduling.first_untolerated(taints, tolerations, ("NoExecute",)) is not None:
+        return False, False
+    if scheduling.first_untolerated(taints, tolerations, ("NoSchedule",)) is not None:
         return False, True
     return True, True

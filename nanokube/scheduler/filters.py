@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from nanokube.scheduler.matching import first_untolerated, tolerated
+from nanokube.api.scheduling import first_untolerated, tolerated
 from nanokube.scheduler.nodeinfo import NodeInfo, PodInfo
 
 if TYPE_CHECKING:

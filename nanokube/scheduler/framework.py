@@ -110,7 +110,7 @@ class Algorithm:
         if pi.node_name:
             chain.append(filters.node_name)
         chain.append(filters.taint_toleration)
-        if pi.node_selector or pi.required_node_affinity is not None:
+        if pi.required_node_affinity is not None:
             chain.append(filters.node_affinity)
         if pi.ports:
             chain.append(filters.node_ports)

@@ -1,15 +1,14 @@
-"""Matching rules shared by filters, scores and preemption: node selectors, tolerations, pod terms.
+"""Pod affinity terms, compiled once per pod for the filters, scores and preemption.
 
-Each rule is compiled once per pod (or node) into a plain predicate, so the
-per-node loop only calls closures over dicts: node selector terms (upstream's
-`nodeaffinity.NodeSelector`: terms ORed, requirements within a term ANDed, an
-empty term matches nothing), taint toleration (`v1helper.TolerationsTolerateTaint`),
-and pod affinity terms (label selector plus the namespaces the term covers).
+A `PodAffinityTerm` becomes a `PodTerm`: its label selector plus the
+namespaces it covers, so the per-node loop only calls `PodTerm.matches`. The
+node-side rules (node selectors, node affinity, taints and tolerations) are
+shared with the controllers and live in `nanokube.api.scheduling`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,100 +17,6 @@ from nanokube.api.errors import StatusError
 
 Obj = dict[str, Any]
 Labels = Mapping[str, str]
-NodeMatcher = Callable[[Labels, str], bool]  # (node labels, node name) -> matches
-
-_OPERATORS = {
-    "In": selectors.IN,
-    "NotIn": selectors.NOT_IN,
-    "Exists": selectors.EXISTS,
-    "DoesNotExist": selectors.DOES_NOT_EXIST,
-    "Gt": selectors.GREATER_THAN,
-    "Lt": selectors.LESS_THAN,
-}
-
-
-def _never(labels: Labels, name: str) -> bool:
-    return False
-
-
-def _not_in(values: frozenset[str]) -> Callable[[str], bool]:
-    return lambda name: name not in values
-
-
-def compile_term(term: Obj) -> NodeMatcher:
-    """One `NodeSelectorTerm`: matchExpressions on labels AND matchFields on metadata.name."""
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return _never
-    try:
-        reqs = [
-            selectors.Requirement.new(
-                e.get("key", ""), _OPERATORS[e.get("operator", "")], e.get("values") or []
-            )
-            for e in expressions
-        ]
-    except (KeyError, StatusError):
-        return _never  # an invalid term matches nothing, as upstream's lazy-error selector
-    label_match = selectors.LabelSelector(tuple(reqs)).matches
-    name_checks: list[Callable[[str], bool]] = []
-    for f in fields:
-        values = frozenset(f.get("values") or ())
-        if f.get("key") != "metadata.name" or len(values) != 1:
-            return _never
-        if f.get("operator") == "In":
-            name_checks.append(values.__contains__)
-        elif f.get("operator") == "NotIn":
-            name_checks.append(_not_in(values))
-        else:
-            return _never
-
-    def match(labels: Labels, name: str) -> bool:
-        return label_match(labels) and all(check(name) for check in name_checks)
-
-    return match
-
-
-def compile_node_selector(selector: Obj | None) -> NodeMatcher | None:
-    """A `NodeSelector` (terms ORed), or None when the pod does not constrain nodes."""
-    if selector is None:
-        return None
-    terms = [compile_term(t) for t in selector.get("nodeSelectorTerms") or ()]
-    if not terms:
-        return _never
-    if len(terms) == 1:
-        return terms[0]
-    return lambda labels, name: any(t(labels, name) for t in terms)
-
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """`Toleration.ToleratesTaint`: effect, key and (for Equal) value must agree."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    if operator == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def tolerated(tolerations: list[Obj], taint: Obj) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
-
-
-def first_untolerated(
-    taints: list[Obj], tolerations: list[Obj], effects: tuple[str, ...]
-) -> Obj | None:
-    """The first taint with one of `effects` that no toleration tolerates."""
-    for taint in taints:
-        if taint.get("effect") in effects and not tolerated(tolerations, taint):
-            return taint
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from nanokube.api import scheduling
+from nanokube.api.scheduling import NodeMatcher
 from nanokube.scheduler import requests
-from nanokube.scheduler.matching import (
-    NodeMatcher,
-    compile_node_selector,
-    compile_pod_terms,
-)
+from nanokube.scheduler.matching import compile_pod_terms
 
 Obj = dict[str, Any]
 
@@ -46,7 +44,7 @@ class PodInfo:
     __slots__ = (
         "pod", "key", "uid", "namespace", "name", "labels", "priority", "preemption_policy",
         "created", "node_name", "nominated_node", "deleting", "scheduler_name", "owner_uid",
-        "req", "ports", "tolerations", "node_selector", "required_node_affinity",
+        "req", "ports", "tolerations", "required_node_affinity",
         "preferred_node_affinity", "affinity", "preferred_affinity", "anti_affinity",
         "preferred_anti_affinity", "spread_constraints", "has_pod_affinity",
     )  # fmt: skip
@@ -71,15 +69,15 @@ class PodInfo:
         self.req = requests.pod_requests(spec)
         self.ports = requests.host_ports(spec)
         self.tolerations: list[Obj] = spec.get("tolerations") or []
-        self.node_selector: dict[str, str] = spec.get("nodeSelector") or {}
+        # nodeSelector AND required node affinity; None: the pod does not constrain nodes.
+        self.required_node_affinity = scheduling.compile_required_node_affinity(spec)
         affinity = spec.get("affinity") or {}
         node_affinity = affinity.get("nodeAffinity") or {}
-        self.required_node_affinity: NodeMatcher | None = compile_node_selector(
-            node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-        )
         self.preferred_node_affinity: list[tuple[int, NodeMatcher]] = []
         for pref in node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or ():
-            matcher = compile_node_selector({"nodeSelectorTerms": [pref.get("preference") or {}]})
+            matcher = scheduling.compile_node_selector(
+                {"nodeSelectorTerms": [pref.get("preference") or {}]}
+            )
             if matcher is not None and pref.get("weight"):
                 self.preferred_node_affinity.append((int(pref["weight"]), matcher))
         self.affinity, self.preferred_affinity = compile_pod_terms(
@@ -98,9 +96,6 @@ class PodInfo:
 
     def matches_node_selector(self, labels: dict[str, str], name: str) -> bool:
         """NodeSelector AND required node affinity (upstream's `RequiredNodeAffinity.Match`)."""
-        for k, v in self.node_selector.items():
-            if labels.get(k) != v:
-                return False
         matcher = self.required_node_affinity
         return matcher is None or matcher(labels, name)
 

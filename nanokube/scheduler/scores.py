@@ -18,7 +18,7 @@ PreScore "Skip"), which changes no ranking and saves a pass over the nodes.
 
 from __future__ import annotations
 
-from nanokube.scheduler.matching import tolerates
+from nanokube.api.scheduling import tolerated
 from nanokube.scheduler.nodeinfo import NodeInfo, PodInfo
 
 MAX_NODE_SCORE = 100
@@ -102,8 +102,7 @@ def taint_toleration(pi: PodInfo, ni: NodeInfo) -> int:
     return sum(
         1
         for taint in ni.taints
-        if taint.get("effect") == "PreferNoSchedule"
-        and not any(tolerates(t, taint) for t in tolerations)
+        if taint.get("effect") == "PreferNoSchedule" and not tolerated(tolerations, taint)
     )
 
 
