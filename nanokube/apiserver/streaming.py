@@ -20,7 +20,10 @@ connection is HTTPS with the API server's kubelet-client certificate (see
   terminated by the agent (upstream translates port-forward to SPDY towards
   the kubelet; the agent speaking the tunnel itself makes the relay a plain
   copy). The agent's Close code is passed on, so kubectl sees 1000 at the end.
-  A non-WebSocket request (kubectl's SPDY fallback) is refused with 400.
+- kubectl's SPDY fallback (``Upgrade: SPDY/3.1``, after any WebSocket
+  failure) is proxied as upstream proxies every upgrade: the API server sends
+  the same upgrade to the agent and, once both sides said 101, splices the two
+  connections byte for byte.
 
 Query parameters are renamed as upstream does: kubectl's `stdin`, `stdout`,
 `stderr` become the kubelet's `input`, `output`, `error`.
@@ -37,6 +40,7 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from nanokube.api import errors
 from nanokube.api.resources import builtin_kinds
@@ -53,7 +57,10 @@ _POD = next(k for k in builtin_kinds() if k.group == "" and k.kind == "Pod")
 _NODE = next(k for k in builtin_kinds() if k.group == "" and k.kind == "Node")
 DEFAULT_KUBELET_PORT = 10250
 AGENT_ERROR_HEADER = "X-Nanokube-Error"  # the agent's message when it refuses an upgrade
-CONNECT_TIMEOUT = 10.0  # seconds to reach a node agent
+CONNECT_TIMEOUT = 10.0
+_WRITE_BUFFER_LIMIT = (
+    1 << 20
+)  # bytes queued towards a client before the splice waits  # seconds to reach a node agent
 _LOG_PARAMS = (
     "follow",
     "previous",
@@ -243,19 +250,15 @@ async def _relay(src: Any, dst: Any) -> None:
 async def _proxy_websocket(
     request: web.Request, dialer: NodeDialer, url: str, params: list[tuple[str, str]]
 ) -> web.StreamResponse:
-    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    upgrade = request.headers.get("Upgrade", "").lower()
+    if upgrade.startswith("spdy/3.1"):
+        return await _proxy_spdy(request, dialer, url, params)
+    websocket = upgrade == "websocket"
     offered = _offered(request)
     async with dialer.session() as session:
         if not websocket:
-            # kubectl's SPDY fallback, tried after any WebSocket failure: say why the
-            # WebSocket failed when the agent is down, rather than only refusing SPDY.
-            try:
-                async with session.get(url):
-                    pass
-            except aiohttp.ClientError as e:
-                raise errors.StatusError(f"error dialing the node agent: {e}") from None
             raise errors.BadRequest(
-                "unable to upgrade connection: only WebSocket streams are supported"
+                "unable to upgrade connection: only WebSocket and SPDY/3.1 streams are supported"
             )
         try:
             upstream = await session.ws_connect(
@@ -289,6 +292,112 @@ async def _proxy_websocket(
                     task.cancel()
                 await asyncio.gather(to_agent, to_client, return_exceptions=True)
             return ws
+
+
+class _Feed:
+    """aiohttp's parser interface on an upgraded connection: bytes into a StreamReader."""
+
+    def __init__(self) -> None:
+        self.reader = asyncio.StreamReader()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.reader.feed_data(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.reader.feed_eof()
+
+
+async def _hijack(
+    request: web.Request, headers: dict[str, str]
+) -> tuple[web.StreamResponse, asyncio.StreamReader]:
+    """Answer 101 and take the connection over, with the hooks aiohttp's own WebSocket
+    support uses (it has no public API for other upgrades): every later byte of the
+    connection goes to the returned reader; writes go to `request.transport`."""
+    resp = web.StreamResponse(status=101, headers=headers)
+    await resp.prepare(request)
+    feed = _Feed()
+    request.protocol.set_parser(feed)  # type: ignore[arg-type]
+    request.protocol.keep_alive(False)
+    return resp, feed.reader
+
+
+async def _agent_upgrade(
+    dialer: NodeDialer, url: str, params: list[tuple[str, str]], versions: list[str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+    """POST the SPDY upgrade to the agent; its reader, writer and chosen version."""
+    target = URL(url).with_query(params)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port, ssl=dialer.ssl_context),
+            CONNECT_TIMEOUT,
+        )
+    except (OSError, TimeoutError) as e:
+        raise errors.StatusError(f"error dialing the node agent: {e}") from None
+    try:
+        head = [
+            f"POST {target.raw_path_qs} HTTP/1.1",
+            f"Host: {target.raw_host}:{target.port}",
+            "Connection: Upgrade",
+            "Upgrade: SPDY/3.1",
+            *(f"X-Stream-Protocol-Version: {v}" for v in versions),
+            "Content-Length: 0",
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        code = int(status_line.split()[1])
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines if x)
+        }
+        if code != 101:
+            message = headers.get(AGENT_ERROR_HEADER.lower()) or f"status {code}"
+            error_class = errors.BadRequest if 400 <= code < 500 else errors.StatusError
+            raise error_class(f"unable to upgrade connection: {message}")
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer, headers.get("x-stream-protocol-version", "")
+
+
+async def _proxy_spdy(
+    request: web.Request, dialer: NodeDialer, url: str, params: list[tuple[str, str]]
+) -> web.StreamResponse:
+    """kubectl's plain SPDY (its fallback): the upgraded connections spliced byte for byte."""
+    header = ",".join(request.headers.getall("X-Stream-Protocol-Version", []))
+    versions = [v.strip() for v in header.split(",") if v.strip()]
+    agent_reader, agent_writer, chosen = await _agent_upgrade(dialer, url, params, versions)
+    try:
+        resp, client_reader = await _hijack(
+            request,
+            {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": chosen},
+        )
+        transport = request.transport
+        assert transport is not None
+
+        async def to_client() -> None:
+            while data := await agent_reader.read(64 * 1024):
+                transport.write(data)
+                while transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
+                    if transport.is_closing():
+                        return
+                    await asyncio.sleep(0.005)  # a slow client: let the socket drain
+
+        async def to_agent() -> None:
+            while data := await client_reader.read(64 * 1024):
+                agent_writer.write(data)
+                await agent_writer.drain()
+
+        tasks = (asyncio.create_task(to_client()), asyncio.create_task(to_agent()))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            transport.close()
+        return resp
+    finally:
+        agent_writer.close()
 
 
 def register(handler: ResourceHandler, dialer: NodeDialer) -> None:

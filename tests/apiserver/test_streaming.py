@@ -71,21 +71,30 @@ class Cluster:
     kubeconfig: Path
     agent_port: int
 
-    def env(self) -> dict[str, str]:
+    def env(self, spdy: bool = False) -> dict[str, str]:
+        """kubectl's environment; `spdy` turns its WebSocket streams off (the fallback)."""
+        if spdy:
+            return {
+                **self.env(),
+                "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false",
+                "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false",
+            }
         return {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "KUBECACHEDIR": str(self.root / "cache"),
         }
 
-    async def kubectl(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    async def kubectl(
+        self, *args: str, stdin: bytes | None = None, spdy: bool = False
+    ) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
             str(KUBECTL),
             *args,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=self.env(),
+            env=self.env(spdy),
         )
         out, err = await asyncio.wait_for(proc.communicate(stdin), TIMEOUT)
         assert proc.returncode is not None
@@ -233,7 +242,8 @@ async def test_exec_container_errors(cluster: Cluster) -> None:
     assert "pod web is not running" in err
 
 
-async def test_exec_tty_with_resize(cluster: Cluster) -> None:
+@pytest.mark.parametrize("spdy", [False, True], ids=["websocket", "spdy"])
+async def test_exec_tty_with_resize(cluster: Cluster, spdy: bool) -> None:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     proc = await asyncio.create_subprocess_exec(
@@ -246,7 +256,7 @@ async def test_exec_tty_with_resize(cluster: Cluster) -> None:
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        env=cluster.env(),
+        env=cluster.env(spdy),
         start_new_session=True,
     )
     os.close(slave)
@@ -290,8 +300,9 @@ async def test_exec_tty_with_resize(cluster: Cluster) -> None:
     assert cluster.backend.resizes[0] == agent.TerminalSize(100, 30)
 
 
-async def test_attach(cluster: Cluster) -> None:
-    rc, out, err = await cluster.kubectl("attach", "-i", "web", stdin=b"hello\n")
+@pytest.mark.parametrize("spdy", [False, True], ids=["websocket", "spdy"])
+async def test_attach(cluster: Cluster, spdy: bool) -> None:
+    rc, out, err = await cluster.kubectl("attach", "-i", "web", stdin=b"hello\n", spdy=spdy)
     assert rc == 0, err
     assert out == "attached\nHELLO\n"
     assert cluster.backend.calls[-1][0] == "attach"
@@ -464,3 +475,49 @@ async def test_unreachable_agent(cluster: Cluster) -> None:
     rc, _, err = await cluster.kubectl("logs", "web")
     assert rc == 1
     assert "error dialing the node agent" in err
+
+
+# -- kubectl's SPDY fallback ---------------------------------------------------------
+
+
+async def test_spdy_exec(cluster: Cluster) -> None:
+    rc, out, err = await cluster.kubectl("exec", "web", "--", "echo", "hi", spdy=True)
+    assert (rc, out) == (0, "hi\n"), err
+    rc, out, err = await cluster.kubectl(
+        "exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 3", spdy=True
+    )
+    assert (rc, out) == (3, "out\n")
+    assert "err\n" in err
+    data = b"x" * 300_000
+    rc, out, err = await cluster.kubectl(
+        "exec", "-i", "web", "--", "wc", "-c", stdin=data, spdy=True
+    )
+    assert (rc, out.strip()) == (0, "300000"), err
+
+
+async def test_spdy_port_forward(cluster: Cluster) -> None:
+    server, echo_port = await echo_server()
+    cluster.backend.ports[8080] = echo_port
+    local = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(KUBECTL),
+        "port-forward",
+        "pod/web",
+        f"{local}:8080",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cluster.env(spdy=True),
+    )
+    assert proc.stdout is not None
+    try:
+        await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
+        for i in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", local)
+            writer.write(b"ping%d" % i)
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), TIMEOUT) == b"echo:ping%d" % i
+            writer.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), TIMEOUT)
+        server.close()

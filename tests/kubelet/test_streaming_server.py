@@ -121,7 +121,7 @@ async def test_refused_before_upgrade(agent: tuple[str, FakeBackend]) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base}/exec/ns/p/app?command=true&output=1") as resp:
             assert resp.status == 400
-            assert "upgrade to WebSocket required" in (await resp.json())["message"]
+            assert "upgrade to WebSocket or SPDY/3.1 required" in (await resp.json())["message"]
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await session.ws_connect(f"{base}/exec/ns/p/app?output=1", protocols=[websocket.V5])
         assert info.value.status == 400

@@ -16,7 +16,9 @@ session connects to the pod's port and copies bytes: client DATA â†’ pod; pod â†
 DATA frames; the client's FIN half-closes the pod connection; the pod's EOF
 sends FIN on the data stream and then on the error stream, which the client
 waits for. A failure is written as text on the error stream (kubectl prints
-it and reports "lost connection to pod"). PINGs are echoed.
+it and reports "lost connection to pod"). PINGs are echoed. The same session
+serves plain SPDY (kubectl's fallback, ``X-Stream-Protocol-Version:
+portforward.k8s.io``) over a taken-over HTTP connection (`rawconn`).
 
 `serve_channels` is the other port-forward protocol upstream's kubelet serves
 (`cri/streaming/portforward/websocket.go`), used by the Python client: the
@@ -40,6 +42,7 @@ from nanokube.kubelet.streaming import spdy
 log = logging.getLogger(__name__)
 
 PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+SPDY_PROTOCOL = "portforward.k8s.io"  # X-Stream-Protocol-Version of plain SPDY (the fallback)
 PAIR_TIMEOUT = 30.0  # seconds a stream waits for its partner (upstream's stream creation timeout)
 
 Send = Callable[[bytes], Awaitable[None]]

@@ -7,11 +7,12 @@ builds them the way upstream's does:
 - ``GET /containerLogs/NS/POD/CONTAINER?follow&previous&tailLines&sinceSeconds&
   sinceTime&timestamps&limitBytes``: chunked ``text/plain``
 - ``GET /exec/NS/POD[/UID]/CONTAINER?command=..&input&output&error&tty``: a
-  WebSocket upgrade speaking the channel protocol (`websocket`)
+  WebSocket upgrade speaking the channel protocol (`websocket`), or an
+  ``Upgrade: SPDY/3.1`` with one stream per channel (`spdyexec`)
 - ``GET /attach/NS/POD[/UID]/CONTAINER?input&output&error&tty``: the same, joined
   to the container's own stdio
 - ``GET /portForward/NS/POD[/UID]``: a WebSocket carrying SPDY (kubectl), or the
-  channel protocol with ``?ports=`` (the Python client) (`portforward`)
+  channel protocol with ``?ports=`` (the Python client), or plain SPDY (`portforward`)
 
 The work is done by a `StreamingBackend`, which the kubelet implements over its
 runtime; its methods map one to one to `nanokube.runtime.contract.Runtime`
@@ -32,7 +33,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from nanokube.api import errors
-from nanokube.kubelet.streaming import logs, portforward, spdy, websocket
+from nanokube.kubelet.streaming import logs, portforward, rawconn, spdy, spdyexec, websocket
 from nanokube.kubelet.streaming.websocket import TerminalSize
 from nanokube.runtime.contract import OutputSink
 
@@ -178,15 +179,83 @@ def _authorized(request: web.Request) -> bool:
 
 async def _upgrade(request: web.Request, protocols: tuple[str, ...]) -> web.WebSocketResponse:
     """Accept a WebSocket offering one of `protocols`; anything else is a 400 before
-    the upgrade (kubectl then falls back to SPDY and shows our error)."""
+    the upgrade (kubectl then falls back to SPDY)."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
-        raise errors.BadRequest("upgrade to WebSocket required (SPDY is not supported)")
+        raise errors.BadRequest("upgrade to WebSocket or SPDY/3.1 required")
     offered = websocket.offered_protocols(request)
     if not any(p in protocols for p in offered):
         raise errors.BadRequest(f"no supported stream protocol among {offered}: want {protocols}")
     ws = web.WebSocketResponse(protocols=protocols, max_msg_size=0, autoping=True)
     await ws.prepare(request)
     return ws
+
+
+def _spdy_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower().startswith("spdy/3.1")
+
+
+def _negotiate(request: web.Request, version: str) -> dict[str, str]:
+    """The 101 headers accepting `version`, if the client offered it."""
+    header = ",".join(request.headers.getall("X-Stream-Protocol-Version", []))
+    offered = [v.strip() for v in header.split(",") if v.strip()]
+    if version not in offered:
+        raise errors.Forbidden(f"unable to upgrade: no supported protocol among {offered}")
+    return {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": version}
+
+
+async def _spdy_command(
+    request: web.Request,
+    run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> web.StreamResponse:
+    headers = _negotiate(request, spdyexec.PROTOCOL)
+    conn = await rawconn.hijack(request, headers)
+    session = spdyexec.SpdyCommandSession(
+        conn.write, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty
+    )
+
+    async def read() -> None:
+        try:
+            await rawconn.pump(conn, session.feed)
+        finally:
+            session.connection_lost()
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(session.ready.wait(), spdyexec.STREAM_WAIT)
+        status = await run(
+            {
+                "stdin": session.stdin,
+                "stdout": session.sink("stdout"),
+                "stderr": session.sink("stderr"),
+                "resize": session.resize,
+            }
+        )
+        await session.finish(status)
+    except (TimeoutError, ConnectionError, spdy.ProtocolError) as e:
+        log.info("SPDY exec ended early: %s", e)
+    finally:
+        reader.cancel()
+        conn.close()
+    return conn.response
+
+
+async def _spdy_port_forward(
+    request: web.Request, connect: portforward.Connect
+) -> web.StreamResponse:
+    conn = await rawconn.hijack(request, _negotiate(request, portforward.SPDY_PROTOCOL))
+    session = portforward.PortForwardSession(conn.write, connect)
+    try:
+        await rawconn.pump(conn, session.feed)
+    except (ConnectionError, spdy.ProtocolError) as e:
+        log.info("SPDY port-forward ended: %s", e)
+    finally:
+        await session.close()
+        conn.close()
+    return conn.response
 
 
 def build_app(backend: StreamingBackend, *, authorize: bool = True) -> web.Application:
@@ -239,45 +308,52 @@ def build_app(backend: StreamingBackend, *, authorize: bool = True) -> web.Appli
             raise errors.BadRequest("you must specify at least 1 command")
         if not (stdin or stdout or stderr):
             raise errors.BadRequest("you must specify at least 1 of stdin, stdout, stderr")
+
+        async def run(streams: dict[str, Any]) -> dict[str, Any]:
+            try:
+                if attach:
+                    await backend.attach(pod, container, tty=tty, **streams)
+                    return websocket.exit_status(0, cmd)
+                code = await backend.exec(pod, container, cmd, tty=tty, **streams)
+                return websocket.exit_status(code, cmd)
+            except errors.StatusError as e:
+                return e.to_status()
+            except Exception as e:  # noqa: BLE001 - reported to the client as its error
+                log.exception(
+                    "%s failed pod=%s/%s container=%s",
+                    request.path.split("/")[1],
+                    pod.namespace,
+                    pod.name,
+                    container,
+                )
+                return websocket.error_status(str(e))
+
+        if _spdy_upgrade(request):
+            return await _spdy_command(request, run, stdin, stdout, stderr, tty)
         ws = await _upgrade(request, websocket.PROTOCOLS)
         session = websocket.ChannelSession(ws, stdin=stdin, tty=tty)
-        streams: dict[str, Any] = {
-            "tty": tty,
-            "stdin": session.stdin,
-            "stdout": session.sink(websocket.STDOUT) if stdout else None,
-            "stderr": session.sink(websocket.STDERR) if stderr else None,
-            "resize": session.resize,
-        }
-        status: dict[str, Any]
-        try:
-            if attach:
-                await backend.attach(pod, container, **streams)
-                status = websocket.exit_status(0, cmd)
-            else:
-                code = await backend.exec(pod, container, cmd, **streams)
-                status = websocket.exit_status(code, cmd)
-        except errors.StatusError as e:
-            status = e.to_status()
-        except Exception as e:  # noqa: BLE001 - reported to the client as its error
-            log.exception(
-                "%s failed pod=%s/%s container=%s",
-                request.path.split("/")[1],
-                pod.namespace,
-                pod.name,
-                container,
-            )
-            status = websocket.error_status(str(e))
+        status = await run(
+            {
+                "stdin": session.stdin,
+                "stdout": session.sink(websocket.STDOUT) if stdout else None,
+                "stderr": session.sink(websocket.STDERR) if stderr else None,
+                "resize": session.resize,
+            }
+        )
         await session.finish(status)
         return ws
 
     async def port_forward(request: web.Request) -> web.StreamResponse:
         pod = _pod(request)
         ports = _ports(request.query)
-        protocols = (portforward.PROTOCOL, websocket.V4) if ports else (portforward.PROTOCOL,)
-        ws = await _upgrade(request, protocols)
 
         async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             return await backend.port_forward(pod, port)
+
+        if _spdy_upgrade(request):
+            return await _spdy_port_forward(request, connect)
+        protocols = (portforward.PROTOCOL, websocket.V4) if ports else (portforward.PROTOCOL,)
+        ws = await _upgrade(request, protocols)
 
         if ws.ws_protocol == websocket.V4:
             await portforward.serve_channels(ws, ports, connect)

@@ -72,7 +72,7 @@ def error_status(message: str) -> dict[str, Any]:
     }
 
 
-class _Closable:
+class Closable:
     """An async iterator fed by the reader task; None in the queue ends it."""
 
     def __init__(self) -> None:
@@ -93,7 +93,7 @@ class _Closable:
             yield item
 
 
-def _sizes(data: bytes) -> list[TerminalSize]:
+def parse_sizes(data: bytes) -> list[TerminalSize]:
     """Resize messages: one or more JSON documents, possibly newline-separated."""
     text = data.decode(errors="replace")
     decoder = json.JSONDecoder()
@@ -122,8 +122,8 @@ class ChannelSession:
     def __init__(self, ws: web.WebSocketResponse, stdin: bool, tty: bool) -> None:
         self.ws = ws
         self.v5 = ws.ws_protocol == V5
-        self._stdin = _Closable() if stdin else None
-        self._resize = _Closable() if tty else None
+        self._stdin = Closable() if stdin else None
+        self._resize = Closable() if tty else None
         self._lock = asyncio.Lock()
         self._reader = asyncio.create_task(self._read())
 
@@ -154,7 +154,7 @@ class ChannelSession:
                 if channel == STDIN and self._stdin is not None and data:
                     self._stdin.put(bytes(data))
                 elif channel == RESIZE and self._resize is not None:
-                    for size in _sizes(data):
+                    for size in parse_sizes(data):
                         self._resize.put(size)
                 elif channel == CLOSE and self.v5 and data[:1] == bytes([STDIN]):
                     if self._stdin is not None:
