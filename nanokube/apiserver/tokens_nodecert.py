@@ -86,7 +86,10 @@ class NodeCertIssuer:
     so a CA renewed on disk is picked up without a restart)."""
 
     def __init__(
-        self, server_ca: PathPair, client_ca: PathPair, authenticator: TokenAuthenticator
+        self,
+        server_ca: PathPair,
+        client_ca: PathPair,
+        authenticator: TokenAuthenticator | None = None,
     ) -> None:
         self.server_ca = server_ca
         self.client_ca = client_ca
@@ -132,7 +135,7 @@ class NodeCertIssuer:
         return IssuedCerts(client, serving, server_ca_pem, client_ca_pem)
 
     def _requester(self, request: web.Request) -> User:
-        user = self.authenticator.authenticate(request.headers)
+        user = self.authenticator.authenticate(request.headers) if self.authenticator else None
         if user is not None:
             return user
         cert = request.transport.get_extra_info("peercert") if request.transport else None

@@ -16,7 +16,6 @@ k3s's flow, over nanokube's endpoints (see `nanokube.apiserver.tokens_nodecert`)
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import logging
 import ssl
 from dataclasses import dataclass
@@ -102,7 +101,7 @@ def credentials_valid(creds: NodeCredentials, node_name: str) -> bool:
     return all(c.not_valid_after_utc - now > RENEW_BEFORE for c in (cert, serving))
 
 
-def _csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> bytes:
+def csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> bytes:
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -111,7 +110,7 @@ def _csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
@@ -167,8 +166,8 @@ async def join(
     serving_key = ec.generate_private_key(ec.SECP256R1())
     body = {
         "nodeName": node_name,
-        "clientCSR": _csr(client_key, tokens.NODE_USER_PREFIX + node_name).decode(),
-        "servingCSR": _csr(serving_key, node_name).decode(),
+        "clientCSR": csr(client_key, tokens.NODE_USER_PREFIX + node_name).decode(),
+        "servingCSR": csr(serving_key, node_name).decode(),
         "addresses": addresses,
     }
     headers = {
@@ -187,8 +186,8 @@ async def join(
         raise JoinError(f"cannot reach the server at {server}: {e}") from e
     issued = orjson.loads(raw)
     creds.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(creds.client_key, _key_pem(client_key))
-    write_private(creds.serving_key, _key_pem(serving_key))
+    write_private(creds.client_key, key_pem(client_key))
+    write_private(creds.serving_key, key_pem(serving_key))
     write_private(creds.client_cert, issued["clientCertificate"].encode(), mode=0o644)
     write_private(creds.serving_cert, issued["servingCertificate"].encode(), mode=0o644)
     write_private(creds.server_ca, issued["serverCA"].encode(), mode=0o644)
@@ -216,11 +215,3 @@ def _message(raw: bytes) -> str:
     if isinstance(body, dict):
         return str(body.get("message") or body)
     return str(body)
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

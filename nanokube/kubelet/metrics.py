@@ -114,13 +114,14 @@ class ResourceMetrics:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: Runtime | None,
         node_name: str,
         *,
         window: float = DEFAULT_WINDOW,
         clock: Callable[[], float] = time.time,
         proc: str = "/proc",
     ) -> None:
+        # None until the agent has built its runtime (after the podCIDR): node figures only.
         self.runtime = runtime
         self.node_name = node_name
         self.window = window
@@ -136,6 +137,8 @@ class ResourceMetrics:
             node_cpu_ns=node_cpu_ns(f"{self.proc}/stat"),
             node_memory_working_set=node_memory_working_set(f"{self.proc}/meminfo"),
         )
+        if self.runtime is None:
+            return sample
         sandboxes = {s.id: s for s in await self.runtime.list_sandboxes()}
         for status in await self.runtime.list_containers():
             sandbox = sandboxes.get(status.sandbox_id)
