@@ -3,7 +3,7 @@
 As upstream's `pkg/controller/volume/persistentvolume/pv_controller.go`, with
 two work queues: claims (`namespace/name`) and volumes (`name`).
 
-`sync_claim` — a claim not yet bound (no `pv.kubernetes.io/bind-completed`):
+`reconcile` (claims) — a claim not yet bound (no `pv.kubernetes.io/bind-completed`):
 
 - without `spec.volumeName`: the best volume is, among those pre-bound to
   this claim, the first; else among Available volumes of the same class,
@@ -13,8 +13,10 @@ two work queues: claims (`namespace/name`) and volumes (`name`).
   that no scheduled pod uses yet waits (`WaitForFirstConsumer` event); a
   class with a provisioner gets the claim annotated
   `volume.kubernetes.io/storage-provisioner` (and the beta key) for that
-  external provisioner (`ExternalProvisioning` event); otherwise the claim
-  stays Pending (`FailedBinding`);
+  external provisioner (`ExternalProvisioning` event) — in-tree plugin names
+  (`kubernetes.io/...`, such as no-provisioner) provision nothing here
+  (`ProvisioningFailed`); without a class the claim stays Pending
+  (`FailedBinding`);
 - with `spec.volumeName` (bound by the user): bind to that volume if it is
   free and satisfies the claim (else `VolumeMismatch`), or finish a binding
   the volume already points back to.
@@ -215,6 +217,12 @@ class PersistentVolumeController(Controller):
     async def _request_provisioning(self, claim: Obj, sc: Obj, node: Obj | None) -> None:
         """Hand the claim to its class's external provisioner (annotations, event)."""
         provisioner = sc["provisioner"]
+        if provisioner.startswith("kubernetes.io/"):
+            # In-tree plugin names (kubernetes.io/no-provisioner, ...): none provisions here.
+            self.events.warning(
+                claim, "ProvisioningFailed", f"no volume plugin matched name: {provisioner}"
+            )
+            return
         wanted = {STORAGE_PROVISIONER: provisioner, BETA_STORAGE_PROVISIONER: provisioner}
         if node is not None and SELECTED_NODE not in annotations_of(claim):
             wanted[SELECTED_NODE] = meta.name(node)

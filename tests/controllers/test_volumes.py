@@ -351,3 +351,50 @@ async def test_stateful_set_claims_end_up_bound(
             )
         await bound(client, "data-db-0")
         await bound(client, "data-db-1")
+
+
+async def test_volume_pre_bound_by_name_and_a_lost_claim(
+    client: Client, informers: SharedInformerFactory
+) -> None:
+    ref = {"kind": "PersistentVolumeClaim", "namespace": "default", "name": "mine"}
+    await client.create(PERSISTENT_VOLUME, pv("reserved", claimRef=ref))
+    await client.create(PERSISTENT_VOLUME, pv("decoy", "600Mi"))
+    async with running(informers, binder(client, informers)):
+        await volume_phase(client, "reserved", "Available")
+        await client.create(PERSISTENT_VOLUME_CLAIM, pvc("mine"))
+        got = await bound(client, "mine")
+        assert got["spec"]["volumeName"] == "reserved"  # not the smaller free one
+        volume = await client.get(PERSISTENT_VOLUME, "reserved")
+        assert volume["spec"]["claimRef"]["uid"] == got["metadata"]["uid"]
+        assert "pv.kubernetes.io/bound-by-controller" not in (
+            volume["metadata"].get("annotations") or {}
+        )
+
+        await client.delete(PERSISTENT_VOLUME, "reserved")
+
+        async def lost() -> bool:
+            claim = await client.get(PERSISTENT_VOLUME_CLAIM, "mine", "default")
+            return claim["status"]["phase"] == "Lost"
+
+        await eventually(lost)
+        await event_reasons(client, "ClaimLost")
+
+
+async def test_in_tree_provisioner_names_provision_nothing(
+    client: Client, informers: SharedInformerFactory
+) -> None:
+    await client.create(
+        STORAGE_CLASS,
+        {
+            "metadata": {"name": "local-disks"},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "Immediate",
+        },
+    )
+    async with running(informers, binder(client, informers)):
+        await client.create(PERSISTENT_VOLUME_CLAIM, pvc("data", cls="local-disks"))
+        await event_reasons(client, "ProvisioningFailed")
+        claim = await client.get(PERSISTENT_VOLUME_CLAIM, "data", "default")
+        assert "volume.kubernetes.io/storage-provisioner" not in (
+            claim["metadata"].get("annotations") or {}
+        )
