@@ -46,6 +46,7 @@ LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
 ANNOTATION_RESTART_COUNT = "io.kubernetes.container.restartCount"
 ANNOTATION_TERMINATION_GRACE = "io.kubernetes.pod.terminationGracePeriod"
 
+HOST_RESOLV_CONF = "/etc/resolv.conf"
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _VAR_REF = re.compile(r"\$\$|\$\(([^)]*)\)")
 _FIELD_INDEX = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -111,15 +112,19 @@ def port_mappings(pod: Obj) -> list[rt.PortMapping]:
     return out
 
 
-def _host_searches(path: str = "/etc/resolv.conf") -> list[str]:
+def _host_resolv_conf(path: str = HOST_RESOLV_CONF) -> str:
     try:
         with open(path) as f:
-            for line in f:
-                words = line.split()
-                if words and words[0] in ("search", "domain"):
-                    return words[1:]
+            return f.read()
     except OSError:
-        pass
+        return ""
+
+
+def _host_searches() -> list[str]:
+    for line in _host_resolv_conf().splitlines():
+        words = line.split()
+        if words and words[0] in ("search", "domain"):
+            return words[1:]
     return []
 
 
@@ -149,9 +154,7 @@ def dns_config(pod: Obj, cluster_dns: list[str], cluster_domain: str) -> rt.DNSC
         ]
         dns.options = ["ndots:5"]
     elif policy == "Default":
-        from nanokube.runtime.oci import sandbox as files  # the node's resolv.conf parser
-
-        for line in files.resolv_conf(None).splitlines():
+        for line in _host_resolv_conf().splitlines():
             words = line.split()
             if words and words[0] == "nameserver":
                 dns.nameservers += words[1:2]
@@ -360,16 +363,19 @@ def security(pod: Obj, container: Obj) -> rt.SecurityContext:
     )
 
 
-def mounts(container: Obj, volume_paths: dict[str, str]) -> list[rt.Mount]:
-    """``volumeMounts`` over the host paths the volume manager prepared (``subPath``
-    joins below the volume, as upstream; missing volumes are a config error)."""
+def mounts(
+    container: Obj, volume_paths: dict[str, str], env: dict[str, str] | None = None
+) -> list[rt.Mount]:
+    """``volumeMounts`` over the host paths the volume manager prepared (``subPath``, or
+    ``subPathExpr`` expanded with the container's env, joins below the volume, as
+    upstream; missing volumes are a config error)."""
     out = []
     for vm in container.get("volumeMounts") or []:
         name = vm["name"]
         if name not in volume_paths:
             raise ContainerConfigError(f'volume "{name}" is not prepared on this node')
         host = volume_paths[name]
-        sub = vm.get("subPath") or ""
+        sub = vm.get("subPath") or expand(vm.get("subPathExpr") or "", env or {})
         if sub:
             if sub.startswith("/") or ".." in sub.split("/"):
                 raise ContainerConfigError(f"invalid subPath {sub!r}")
@@ -413,7 +419,7 @@ def container_config(
         env=full_env,
         working_dir=container.get("workingDir") or image.working_dir,
         user=image.user,
-        mounts=mounts(container, volume_paths),
+        mounts=mounts(container, volume_paths, env),
         resources=resources(container),
         security=security(pod, container),
         tty=bool(container.get("tty")),

@@ -16,6 +16,7 @@ stand-ins below.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,6 +124,4 @@ class HostPathVolumes:
         return paths
 
     async def teardown(self, pod: Obj) -> None:
-        import shutil
-
         shutil.rmtree(os.path.join(self.root, pod["metadata"]["uid"]), ignore_errors=True)

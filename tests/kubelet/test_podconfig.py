@@ -116,6 +116,8 @@ def test_mounts_with_sub_path_and_missing_volumes():
     assert [(m.host_path, m.container_path, m.readonly) for m in mounts] == [
         ("/host/v/a/b", "/data", True)
     ]
+    expr = {"volumeMounts": [{"name": "v", "mountPath": "/d", "subPathExpr": "$(POD)/logs"}]}
+    assert podconfig.mounts(expr, {"v": "/host/v"}, {"POD": "p1"})[0].host_path == "/host/v/p1/logs"
     with pytest.raises(ContainerConfigError):
         podconfig.mounts({"volumeMounts": [{"name": "x", "mountPath": "/x"}]}, {})
     with pytest.raises(ContainerConfigError):
