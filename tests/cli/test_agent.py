@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -38,7 +39,9 @@ from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.inprocess import InProcessClient
 from nanokube.controllers.nodeipam import NodeIPAMController
 from nanokube.kubelet import agent as kubelet_agent
+from nanokube.kubelet.agent_streaming import RuntimeStreaming
 from nanokube.kubelet.node import NodeConfig, NodeStatusManager
+from nanokube.kubelet.streaming.server import PodRef
 from nanokube.kubelet.volumes import unmount_below
 from nanokube.storage.memory import MemoryStore
 
@@ -269,10 +272,42 @@ async def test_agent_runs_a_pod(cluster: Cluster, tmp_path: Path) -> None:
             while not any(b"hello" in p.read_bytes() for p in logs):
                 await asyncio.sleep(0.1)
                 logs = list((tmp_path / "logs").rglob("0.log"))
-        # The kubelet's resource metrics, scraped as the API server would.
         agent = holder[0]
         sample = await agent.metrics.collect()
         assert [c.pod for c in sample.containers] == ["hello"]
+        # Exec through the streaming backend, and /metrics/resource over the node's HTTPS
+        # server as the API server scrapes it (a system:masters client certificate).
+        out: list[bytes] = []
+
+        async def sink(data: bytes) -> None:
+            out.append(data)
+
+        backend = RuntimeStreaming(agent.runtime)
+        ref = PodRef("default", "hello")
+        code = await backend.exec(
+            ref,
+            "app",
+            ["cat", "/config/greeting"],
+            tty=False,
+            stdin=None,
+            stdout=sink,
+            stderr=None,
+            resize=None,
+        )
+        assert (code, b"".join(out)) == (0, b"hello")
+        assert await backend.container_running(ref, "app")
+        assert (await backend.log_path(ref, "app", previous=False)).name == "0.log"
+        ctx = ssl.create_default_context(cafile=str(cluster.tls.server_ca[0]))
+        ctx.load_cert_chain(*(str(p) for p in cluster.tls.admin))
+        url = f"https://127.0.0.1:{options.kubelet_port}/metrics/resource"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, ssl=ctx) as resp:
+                text = await resp.text()
+        assert resp.status == 200, text
+        assert (
+            'container_cpu_usage_seconds_total{container="app",namespace="default",pod="hello"}'
+            in text
+        )
     finally:
         stop.set()
         with contextlib.suppress(Exception):
