@@ -247,19 +247,18 @@ async def _relay(src: Any, dst: Any) -> None:
             await dst.send_str(msg.data)
 
 
-async def _proxy_websocket(
+async def _proxy_upgrade(
     request: web.Request, dialer: NodeDialer, url: str, params: list[tuple[str, str]]
 ) -> web.StreamResponse:
     upgrade = request.headers.get("Upgrade", "").lower()
     if upgrade.startswith("spdy/3.1"):
         return await _proxy_spdy(request, dialer, url, params)
-    websocket = upgrade == "websocket"
+    if upgrade != "websocket":
+        raise errors.BadRequest(
+            "unable to upgrade connection: only WebSocket and SPDY/3.1 streams are supported"
+        )
     offered = _offered(request)
     async with dialer.session() as session:
-        if not websocket:
-            raise errors.BadRequest(
-                "unable to upgrade connection: only WebSocket and SPDY/3.1 streams are supported"
-            )
         try:
             upstream = await session.ws_connect(
                 url, params=params, protocols=offered, max_msg_size=0, autoping=True
@@ -444,7 +443,7 @@ def register(handler: ResourceHandler, dialer: NodeDialer) -> None:
             base = await node_location(handler, dialer, pod)
             uid = pod["metadata"].get("uid", "")
             url = base + _path(verb, info.namespace, info.name, uid, container)
-            return await _proxy_websocket(request, dialer, url, params)
+            return await _proxy_upgrade(request, dialer, url, params)
 
         return handle
 
@@ -455,7 +454,7 @@ def register(handler: ResourceHandler, dialer: NodeDialer) -> None:
         uid = pod["metadata"].get("uid", "")
         url = base + _path("portForward", info.namespace, info.name, uid)
         params = [("ports", p) for p in request.query.getall("ports", [])]
-        return await _proxy_websocket(request, dialer, url, params)
+        return await _proxy_upgrade(request, dialer, url, params)
 
     handler.subresource_handlers[("pods", "log")] = pod_log
     handler.subresource_handlers[("pods", "exec")] = remote_command("exec")
