@@ -55,8 +55,15 @@ async def make_pod(
 
 
 async def set_status(
-    client: Client, pod: Obj, *, ip: str, ready: bool, phase: str = "Running"
+    client: Client,
+    pod: Obj,
+    *,
+    ip: str,
+    ready: bool,
+    phase: str = "Running",
+    since: str | None = None,
 ) -> Obj:
+    """Write the pod's status; `since` is the Ready condition's transition time (now)."""
     current = await client.get(POD, meta.name(pod), meta.namespace(pod))
     current["status"] = {
         "phase": phase,
@@ -66,7 +73,7 @@ async def set_status(
             {
                 "type": "Ready",
                 "status": "True" if ready else "False",
-                "lastTransitionTime": meta.now_rfc3339(),
+                "lastTransitionTime": since or meta.now_rfc3339(),
             }
         ],
     }

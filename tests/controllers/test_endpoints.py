@@ -55,6 +55,7 @@ def addr(ip: str, pod: Obj, node: str = "node-1") -> Obj:
 
 
 HTTP = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 async def test_ready_and_not_ready_addresses(
@@ -64,6 +65,7 @@ async def test_ready_and_not_ready_addresses(
     b = await make_pod(client, "b", "10.42.0.12")
     a = await make_pod(client, "a", "10.42.0.11")
     c = await make_pod(client, "c", "10.42.0.13", ready=False)
+    c = await set_status(client, c, ip="10.42.0.13", ready=False, since="2020-01-01T00:00:00Z")
     await make_pod(client, "no-ip", None)
     async with running(informers, EndpointsController(client, informers)):
         wanted = [
@@ -84,14 +86,19 @@ async def test_ready_and_not_ready_addresses(
             == (svc["metadata"]["creationTimestamp"])
         )
 
-        await set_status(client, c, ip="10.42.0.13", ready=True)
+        c = await set_status(client, c, ip="10.42.0.13", ready=True)
         wanted = [
             {
                 "addresses": [addr("10.42.0.11", a), addr("10.42.0.12", b), addr("10.42.0.13", c)],
                 "ports": HTTP,
             }
         ]
-        await subsets_of(client, wanted)
+        ep = await subsets_of(client, wanted)
+        # The change that caused this write: c's Ready transition.
+        assert (
+            ep["metadata"]["annotations"][TRIGGER]
+            == (c["status"]["conditions"][0]["lastTransitionTime"])
+        )
 
         await client.delete(POD, "b", "default", grace_period_seconds=0)
         wanted = [{"addresses": [addr("10.42.0.11", a), addr("10.42.0.13", c)], "ports": HTTP}]
