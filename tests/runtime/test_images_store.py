@@ -5,6 +5,7 @@ a new store instance (an agent restart)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -160,3 +161,15 @@ async def test_a_mounted_image_is_never_deleted(store: ImageStore, tmp_path: Pat
     finally:
         linux.umount(str(root))
     assert await store.remove("app1:v1")
+
+
+async def test_gc_waits_while_an_import_runs(store: ImageStore, tmp_path: Path) -> None:
+    archive = imagebuild.write_docker_archive(
+        tmp_path / "more.tar",
+        [(imagebuild.build_image([base_layer(), top_layer("app3")]), ["app3:v1"])],
+    )
+    importing = asyncio.create_task(store.import_archive(archive))
+    await asyncio.sleep(0)  # the import has started
+    assert await store.gc(in_use=set(), bytes_to_free=10**12) == store_module.GCResult([], 0)
+    await importing
+    assert len((await store.gc(in_use=set(), bytes_to_free=10**12)).removed) == 4

@@ -14,9 +14,10 @@ from nanokube.runtime.images.errors import (
     InvalidReference,
     PullError,
 )
+from nanokube.runtime.images.index import Image
 from nanokube.runtime.images.reference import normalize
 from nanokube.runtime.images.registry import credentials_from_dockerconfig
-from nanokube.runtime.images.store import GCResult, Image, ImageStore
+from nanokube.runtime.images.store import GCResult, ImageStore
 
 __all__ = [
     "ContentError",

@@ -6,7 +6,9 @@ dropped to be imported at agent start, as with k3s's ``agent/images/``)::
     images.json           the record: images, layers, names, imported archives (index.py)
     blobs/sha256/<hex>    manifests, configs and compressed layers, verified (blobs.py)
     layers/<chain hex>/   each layer unpacked once, overlayfs-ready (layers.py)
-    tmp/                  downloads and unpacks in progress; emptied on open
+    tmp/<pid>/            downloads and imports in progress, one directory per process
+                          (the agent and ``nanokube images`` may run at once); those
+                          of dead processes are removed when a store opens
 
 A layer directory appears by one rename once complete and goes by a rename to a
 ``.trash-`` name before it is deleted, so a crash never leaves a half-unpacked layer
@@ -23,9 +25,9 @@ prefix of the id.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
@@ -34,17 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nanokube.runtime.contract import ImageConfig
-from nanokube.runtime.images import archive, layers, pull
+from nanokube.runtime.images import archive, index, layers, pull
 from nanokube.runtime.images import manifest as mf
 from nanokube.runtime.images.blobs import BlobStore, hex_of
 from nanokube.runtime.images.errors import (
     ContentError,
     ImageInUse,
     ImageNotFound,
-    InvalidReference,
     PullError,
 )
-from nanokube.runtime.images.index import Doc, Index
+from nanokube.runtime.images.index import Image, Index
 from nanokube.runtime.images.reference import parse
 from nanokube.runtime.images.registry import Credentials, RegistryClient, RegistryError
 
@@ -53,28 +54,6 @@ log = logging.getLogger(__name__)
 ORPHAN_AGE = 3600.0
 """Seconds after which `gc` deletes blobs and layers no image owns (left by a crash
 between download and record). Young ones may belong to a pull still in progress."""
-
-_HEX = re.compile(r"(sha256:)?([0-9a-f]{4,64})")
-
-
-@dataclass(frozen=True)
-class Image:
-    id: str
-    """The config digest."""
-    repo_tags: tuple[str, ...]
-    repo_digests: tuple[str, ...]
-    size: int
-    """Compressed size of the layers (what ``crictl images`` shows)."""
-    manifest: str
-    layers: tuple[str, ...]
-    """Chain ids, bottom layer first."""
-    created: float
-    last_used: float
-
-    @property
-    def ref(self) -> str:
-        """A name to show: the first tag, else the first repo digest, else the id."""
-        return (self.repo_tags or self.repo_digests or (self.id,))[0]
 
 
 @dataclass
@@ -86,6 +65,8 @@ class GCResult:
 
 
 class ImageStore:
+    """One per node (the agent's); `nanokube images` opens another on the same files."""
+
     def __init__(
         self, root: str | os.PathLike[str], insecure_registries: Collection[str] = ()
     ) -> None:
@@ -97,11 +78,14 @@ class ImageStore:
         self.tmp = self.root / "tmp" / str(os.getpid())
         _clear_leftovers(self.root / "tmp", self.layers_dir)
         self.blobs = BlobStore(self.root / "blobs", self.tmp)
-        self.index = Index(self.root)
+        self.record = Index(self.root)
         self.registry = RegistryClient(insecure_registries)
         self._pulls: dict[tuple[str, tuple[str, str] | None], asyncio.Task[Image]] = {}
         self._unpacks: dict[str, asyncio.Future[None]] = {}
         self._configs: dict[str, ImageConfig] = {}
+        self._busy = 0
+        """Pulls and imports in progress: `gc` waits for a quiet moment, so it never
+        deletes a blob or layer that content being recorded counts on."""
 
     async def close(self) -> None:
         await self.registry.close()
@@ -109,16 +93,16 @@ class ImageStore:
     # Queries
 
     def list_images(self) -> list[Image]:
-        doc = self.index.read()
-        return sorted((_image(doc, i) for i in doc["images"]), key=lambda im: (im.ref, im.id))
+        doc = self.record.read()
+        return sorted((index.image(doc, i) for i in doc["images"]), key=lambda im: (im.ref, im.id))
 
     def get(self, ref: str) -> Image:
         """The image `ref` names; raises `ImageNotFound`."""
-        doc = self.index.read()
-        image_id = _resolve(doc, ref)
+        doc = self.record.read()
+        image_id = index.resolve(doc, ref)
         if image_id is None:
             raise ImageNotFound(f'image "{ref}" not found')
-        return _image(doc, image_id)
+        return index.image(doc, image_id)
 
     def present(self, ref: str) -> bool:
         """Whether `ref` can run now without a pull (its layers are all unpacked)."""
@@ -126,7 +110,8 @@ class ImageStore:
             image = self.get(ref)
         except ImageNotFound:
             return False
-        return all(self._layer_path(c).is_dir() for c in image.layers)
+        layers_there = all(self._layer_path(c).is_dir() for c in image.layers)
+        return layers_there and self.blobs.has(image.id)
 
     def layers_for(self, image: Image | str) -> list[str]:
         """The unpacked layer directories, bottom layer first, as `ContainerConfig.layers`
@@ -139,18 +124,18 @@ class ImageStore:
         if image.id not in self._configs:
             config = mf.load_json(self.blobs.read(image.id), "image config")
             self._configs[image.id] = mf.image_config(config)
-        return self._configs[image.id]
+        return copy.deepcopy(self._configs[image.id])  # callers may change theirs
 
     def mark_used(self, image: Image | str) -> None:
         """Record that a container was created from `image` now (for `gc`'s LRU order)."""
         image_id = image.id if isinstance(image, Image) else self.get(image).id
-        with self.index.update() as doc:
+        with self.record.update() as doc:
             if image_id in doc["images"]:
                 doc["images"][image_id]["last_used"] = time.time()
 
     def usage(self) -> int:
         """Bytes the store holds: blobs plus unpacked layers."""
-        doc = self.index.read()
+        doc = self.record.read()
         blobs = sum(self.blobs.size(d) for d in self.blobs.digests())
         return blobs + sum(int(rec.get("size", 0)) for rec in doc["layers"].values())
 
@@ -180,6 +165,7 @@ class ImageStore:
     async def _pull(self, ref: str, auth: Credentials) -> Image:
         started = time.monotonic()
         parsed = parse(ref)
+        self._busy += 1
         try:
             try:
                 contents = await pull.fetch(self.registry, self.blobs, parsed, auth)
@@ -190,6 +176,8 @@ class ImageStore:
             image = await self._commit(contents, ref)
         except OSError as e:
             raise PullError(ref, f"failed to store image: {e}") from None
+        finally:
+            self._busy -= 1
         log.info(
             "pulled image=%s id=%s size=%d seconds=%.3f",
             ref,
@@ -202,11 +190,14 @@ class ImageStore:
     async def import_archive(self, path: str | os.PathLike[str]) -> list[Image]:
         """Import a ``docker save`` or OCI layout archive (compressed or not)."""
         path = Path(path)
+        self._busy += 1
         try:
             contents = await asyncio.to_thread(archive.read_archive, path, self.blobs)
             images = [await self._commit(c, str(path)) for c in contents]
         except (ContentError, OSError) as e:
             raise PullError(str(path), str(e)) from None
+        finally:
+            self._busy -= 1
         for image in images:
             log.info("imported archive=%s image=%s id=%s", path, image.ref, image.id)
         return images
@@ -221,14 +212,14 @@ class ImageStore:
                 continue
             st = file.stat()
             stamp = [st.st_size, st.st_mtime_ns]
-            if self.index.read()["archives"].get(str(file.resolve())) == stamp:
+            if self.record.read()["archives"].get(str(file.resolve())) == stamp:
                 continue
             try:
                 imported += await self.import_archive(file)
             except PullError as e:
                 log.error("cannot import archive=%s: %s", file, e.reason)
                 continue
-            with self.index.update() as doc:
+            with self.record.update() as doc:
                 doc["archives"][str(file.resolve())] = stamp
         return imported
 
@@ -240,7 +231,7 @@ class ImageStore:
             zip(contents.layers, contents.diff_ids, chain, strict=True)
         ):
             sizes.append(await self._unpack(desc.digest, diff_id, chain_id, chain[:i]))
-        with self.index.update() as doc:
+        with self.record.update() as doc:
             now = time.time()
             rec = doc["images"].setdefault(contents.config, {"created": now})
             rec.update(
@@ -256,7 +247,7 @@ class ImageStore:
                 doc["layers"][chain_id] = {"diff_id": diff_id, "blob": desc.digest, "size": size}
             for name in contents.names:
                 doc["refs"][name] = contents.config
-            image = _image(doc, contents.config)
+            image = index.image(doc, contents.config)
         log.debug("recorded image=%s id=%s source=%s", image.ref, image.id, source)
         return image
 
@@ -276,7 +267,7 @@ class ImageStore:
             finally:
                 del self._unpacks[chain_id]
                 done.set_result(None)
-        recorded = self.index.read()["layers"].get(chain_id)
+        recorded = self.record.read()["layers"].get(chain_id)
         return int(recorded["size"]) if recorded else _du(target)
 
     def _unpack_sync(self, blob: str, diff_id: str, target: Path, lower: list[Path]) -> int:
@@ -321,18 +312,18 @@ class ImageStore:
         """``rmi``: a tag of an image with other tags is only untagged; otherwise the
         image goes with every name, blob and layer no other image shares. Refuses
         (`ImageInUse`) when `in_use` says a container uses it. Returns the ids deleted."""
-        with self.index.update() as doc:
-            image_id = _resolve(doc, ref)
+        with self.record.update() as doc:
+            image_id = index.resolve(doc, ref)
             if image_id is None:
                 raise ImageNotFound(f'image "{ref}" not found')
-            image = _image(doc, image_id)
-            name = _normalized(ref)
+            image = index.image(doc, image_id)
+            name = index.normalized(ref)
             if name in image.repo_tags and len(image.repo_tags) > 1:
                 del doc["refs"][name]
                 return []
             if (in_use is not None and in_use(image)) or self._mounted(image):
                 raise ImageInUse(f'image "{ref}" ({image.id[7:19]}) is in use by a container')
-            doomed_blobs, doomed_layers = _forget(doc, [image_id])
+            doomed_blobs, doomed_layers = index.forget(doc, [image_id])
         await asyncio.to_thread(self._delete, doomed_blobs, doomed_layers)
         return [image_id]
 
@@ -342,24 +333,28 @@ class ImageStore:
         """Delete unused images, least recently used first, until `bytes_to_free` bytes
         are freed (the kubelet's image GC under disk pressure). `in_use` holds ids or
         names of images that containers use; images used within `min_age` seconds are
-        kept (the kubelet's ``ImageMinimumGCAge``). Also deletes old orphaned content."""
+        kept (the kubelet's ``ImageMinimumGCAge``). Also deletes old orphaned content.
+        Does nothing while a pull or import runs (the next round will)."""
+        if self._busy:
+            log.info("image gc postponed: %d pulls or imports in progress", self._busy)
+            return GCResult([], 0)
         result = GCResult([], await asyncio.to_thread(self._sweep_orphans))
-        doc = self.index.read()
-        keep = {i for i in (_resolve(doc, r) for r in in_use) if i is not None}
+        doc = self.record.read()
+        keep = {i for i in (index.resolve(doc, r) for r in in_use) if i is not None}
         now = time.time()
         candidates = sorted(
-            (_image(doc, i) for i in doc["images"] if i not in keep),
+            (index.image(doc, i) for i in doc["images"] if i not in keep),
             key=lambda im: im.last_used,
         )
         for image in candidates:
-            if result.freed >= bytes_to_free:
+            if result.freed >= bytes_to_free or self._busy:
                 break
             if now - image.last_used < min_age or self._mounted(image):
                 continue
-            with self.index.update() as fresh:
+            with self.record.update() as fresh:
                 if image.id not in fresh["images"]:
                     continue
-                doomed_blobs, doomed_layers = _forget(fresh, [image.id])
+                doomed_blobs, doomed_layers = index.forget(fresh, [image.id])
             result.freed += await asyncio.to_thread(self._delete, doomed_blobs, doomed_layers)
             result.removed.append(image.id)
             log.info("image gc removed image=%s id=%s", image.ref, image.id)
@@ -383,7 +378,7 @@ class ImageStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def _sweep_orphans(self) -> int:
-        doc = self.index.read()
+        doc = self.record.read()
         owned = {b for rec in doc["images"].values() for b in rec.get("blobs", [])}
         owned_layers = {hex_of(c) for c in doc["layers"]}
         cutoff = time.time() - ORPHAN_AGE
@@ -435,61 +430,6 @@ def mounted_layers(layers_dir: Path, mountinfo: str = "/proc/self/mountinfo") ->
                         if d.startswith(prefix):
                             names.add(d[len(prefix) :].split("/")[0])
     return names
-
-
-def _normalized(ref: str) -> str:
-    try:
-        return str(parse(ref))
-    except InvalidReference:
-        return ref
-
-
-def _resolve(doc: Doc, ref: str) -> str | None:
-    """The id of the image `ref` names: an id, a name, ``name@digest`` or an id prefix."""
-    if ref in doc["images"]:
-        return ref
-    try:
-        parsed = parse(ref)
-    except InvalidReference:
-        parsed = None
-    if parsed is not None:
-        for name in (str(parsed), str(parsed.with_digest(parsed.digest))):
-            if name in doc["refs"]:
-                return str(doc["refs"][name])
-    m = _HEX.fullmatch(ref)
-    if m:
-        matches = [i for i in doc["images"] if i[7:].startswith(m.group(2))]
-        if len(matches) == 1:
-            return matches[0]
-    return None
-
-
-def _image(doc: Doc, image_id: str) -> Image:
-    rec = doc["images"][image_id]
-    names = sorted(n for n, i in doc["refs"].items() if i == image_id)
-    return Image(
-        id=image_id,
-        repo_tags=tuple(n for n in names if "@" not in n),
-        repo_digests=tuple(n for n in names if "@" in n),
-        size=int(rec.get("size", 0)),
-        manifest=str(rec.get("manifest", "")),
-        layers=tuple(rec.get("layers", [])),
-        created=float(rec.get("created", 0)),
-        last_used=float(rec.get("last_used", 0)),
-    )
-
-
-def _forget(doc: Doc, image_ids: list[str]) -> tuple[list[str], list[tuple[str, int]]]:
-    """Drop images from the record; returns the blobs and (layer, size) no longer owned."""
-    gone = [doc["images"].pop(i) for i in image_ids]
-    for name in [n for n, i in doc["refs"].items() if i in image_ids]:
-        del doc["refs"][name]
-    kept_blobs = {b for rec in doc["images"].values() for b in rec.get("blobs", [])}
-    kept_layers = {c for rec in doc["images"].values() for c in rec.get("layers", [])}
-    blobs = sorted({b for rec in gone for b in rec.get("blobs", [])} - kept_blobs)
-    layer_ids = sorted({c for rec in gone for c in rec.get("layers", [])} - kept_layers)
-    doomed = [(c, int(doc["layers"].pop(c, {}).get("size", 0))) for c in layer_ids]
-    return blobs, doomed
 
 
 def _du(path: Path) -> int:
