@@ -111,6 +111,7 @@ class LocalPathProvisioner(Controller):
         )
 
     def _volume_changed(self, volume: Obj) -> None:
+        """Our volumes share the queue with the claims, as `pv:<name>` (never a claim key)."""
         if volume_match.annotations_of(volume).get(vb.PROVISIONED_BY) == PROVISIONER:
             self.queue.add(f"pv:{meta.name(volume)}")
 
