@@ -17,7 +17,9 @@ order they depend on each other, and stops them when `stop` is set:
 6. the streaming server (logs, exec, port-forward; `agent_streaming`) on
    `kubelet_port` with the node's serving certificate, which also serves the
    kubelet's `GET /metrics/resource` (`metrics`);
-7. loops: resource metrics sampling, configMap/secret volume refresh.
+7. loops: resource metrics sampling, configMap/secret volume refresh, and
+   removal of local-path directories (`DATA_DIR/storage`) whose
+   PersistentVolume is gone (`volumes_storage`, every `storage_cleanup_seconds`).
 
 The agent is Ready once the kubelet has started. Stopping stops the agent
 only: containers keep running for the next agent to re-adopt, as upstream.
@@ -40,9 +42,11 @@ from typing import Any
 
 from aiohttp import web
 
+from nanokube.api import errors
 from nanokube.client.events import EventRecorder
 from nanokube.client.interface import Client
 from nanokube.kubelet import node as nodemod
+from nanokube.kubelet import volumes_storage
 from nanokube.kubelet.agent_images import StoreImages
 from nanokube.kubelet.agent_streaming import RuntimeStreaming
 from nanokube.kubelet.metrics import DEFAULT_WINDOW, ResourceMetrics
@@ -91,6 +95,7 @@ class AgentOptions:
     volume_refresh_seconds: float = 60.0
     status_seconds: float = 10.0
     lease_seconds: float = 10.0
+    storage_cleanup_seconds: float = 300.0
 
     @property
     def agent_dir(self) -> Path:
@@ -221,6 +226,7 @@ class NodeAgent:
                     self.volumes.run_refresh(self.kubelet.informer.list), name="volume-refresh"
                 )
             )
+            tasks.append(asyncio.create_task(self._clean_storage(), name="storage-cleanup"))
             self.ready.set()
             await self.node.post_status(force=True)
             log.info("node agent ready node=%s", o.node_name)
@@ -235,6 +241,16 @@ class NodeAgent:
                 await streaming.cleanup()
             await store.close()
             await self.events.close()
+
+    async def _clean_storage(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.storage_cleanup_seconds)
+            try:
+                await volumes_storage.cleanup_storage(
+                    self.client, self.options.data_dir / "storage"
+                )
+            except (errors.StatusError, OSError) as e:
+                log.warning("storage clean-up failed error=%s", e)
 
     async def _start_kubelet(self, cidr: str) -> None:
         from nanokube.kubelet.kubelet import Kubelet, KubeletConfig

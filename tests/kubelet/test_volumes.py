@@ -26,7 +26,7 @@ from nanokube.api.resources.core_storage import PERSISTENT_VOLUME, PERSISTENT_VO
 from nanokube.apiserver import patching
 from nanokube.apiserver.server import APIServer, APIServerConfig, start
 from nanokube.client.inprocess import InProcessClient
-from nanokube.kubelet import volumes_atomic
+from nanokube.kubelet import volumes_atomic, volumes_storage
 from nanokube.kubelet.volumes import VolumeError, VolumeManager, mounts_below
 from nanokube.storage.memory import MemoryStore
 
@@ -453,3 +453,39 @@ def test_atomic_writer_rejects_colliding_paths(tmp_path: Path) -> None:
     assert volumes_atomic.write(str(tmp_path), {"x": f(b"1")})
     assert not volumes_atomic.write(str(tmp_path), {"x": f(b"1")})
     assert volumes_atomic.write(str(tmp_path), {"x": f(b"1", 0o600)})  # a mode change counts
+
+
+async def test_storage_cleanup_keeps_named_volumes(client: InProcessClient, tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    kept, gone, other = storage / "pvc-1_default_a", storage / "pvc-2_default_b", storage / "notes"
+    for d in (kept, gone, other):
+        d.mkdir(parents=True)
+    await client.create(
+        PERSISTENT_VOLUME,
+        {
+            "metadata": {"name": "pvc-1"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "local": {"path": str(kept)},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "kubernetes.io/hostname",
+                                        "operator": "In",
+                                        "values": ["n1"],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        },
+    )
+    assert await volumes_storage.cleanup_storage(client, storage) == [str(gone)]
+    assert kept.is_dir() and other.is_dir() and not gone.exists()
+    assert await volumes_storage.cleanup_storage(client, tmp_path / "none") == []
