@@ -159,7 +159,13 @@ async def run_server(
             tasks.append(
                 asyncio.create_task(
                     run_simulated_nodes(
-                        client, SimulatedNodeOptions(count=options.simulated_nodes), stop
+                        client,
+                        SimulatedNodeOptions(
+                            count=options.simulated_nodes,
+                            # Renew well within the grace period, as upstream's quarter.
+                            renew_interval=min(10.0, options.node_monitor_grace_period / 4),
+                        ),
+                        stop,
                     ),
                     name="simulated-nodes",
                 )

@@ -444,8 +444,8 @@ def test_leader_election_of_separate_components(headless_cluster: Cluster) -> No
         time.sleep(2)
         assert len(pods(c, "-l", "app=le")) == 4
 
-        # Kill -9 both leaders (the identity is HOST_PID_RANDOM): standbys take over.
-        killed = time.monotonic()
+        # Kill -9 both leaders (the identity is HOST_PID_RANDOM): standbys take over once
+        # the lease (10 s) has run out unrenewed, noticed within a retry period (2 s).
         for name in ("kube-controller-manager", "kube-scheduler"):
             pid = int(first[name].split("_")[1])
             procs[pid].kill()
@@ -454,11 +454,8 @@ def test_leader_election_of_separate_components(headless_cluster: Cluster) -> No
             lambda: all(
                 holders()[n] != first[n] for n in ("kube-controller-manager", "kube-scheduler")
             ),
-            timeout=25,
+            timeout=15,
         )
-        handover = time.monotonic() - killed
-        # Lease duration (15 s) plus one retry period (2 s) is the most a handover may take.
-        assert handover <= 17.5, handover
         c.kubectl("scale", "deployment", "le", "--replicas=6")
         wait_for("6 running after handover", lambda: len(running(c, "-l", "app=le")) == 6)
     finally:
