@@ -29,6 +29,7 @@ from nanokube.client.events import EventRecorder
 from nanokube.client.informer import Informer, SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.client.workqueue import ShutDown, WorkQueue
+from nanokube.controllers.expectations import Expectations
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,29 @@ class Controller:
 
     def enqueue_after(self, obj: Obj, delay: float) -> None:
         self.queue.add_after(key_of(obj), delay)
+
+    def enqueue_events(self, informer: Informer, expectations: Expectations | None = None) -> None:
+        """Reconcile `informer`'s objects (the kind this controller owns) on every event.
+
+        A delete is enqueued too (reconcile finds the object gone and forgets
+        it); it drops what the controller expected of the object, as does an
+        update with another uid (deleted and recreated between two watches),
+        so a new object never waits for its predecessor's pods.
+        """
+
+        def updated(old: Obj, new: Obj) -> None:
+            if expectations is not None and old["metadata"].get("uid") != new["metadata"].get(
+                "uid"
+            ):
+                expectations.forget(key_of(old))
+            self.enqueue(new)
+
+        def deleted(obj: Obj) -> None:
+            if expectations is not None:
+                expectations.forget(key_of(obj))
+            self.enqueue(obj)
+
+        informer.add_event_handler(self.enqueue, updated, deleted)
 
     # -- running ------------------------------------------------------------
 

@@ -127,23 +127,8 @@ class CronJobController(Controller):
         self.jobs = self.watch(informers.informer(JOB, indexers={OWNER_INDEX: by_owner_uid}))
         # The clock (aware datetimes): an attribute so tests can move time.
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
-        self.cronjobs.add_event_handler(self.enqueue, self._cronjob_updated, None)
-        self.jobs.add_event_handler(self._job_changed, self._job_updated, self._job_changed)
-
-    # -- event handlers ----------------------------------------------------------
-
-    def _cronjob_updated(self, old: Obj, new: Obj) -> None:
-        self.enqueue(new)
-
-    def _job_changed(self, job: Obj) -> None:
-        ref = ownership.controller_ref(job)
-        if ref is not None and ref.get("kind") == "CronJob":
-            cronjob = self.cronjobs.get(ref.get("name", ""), meta.namespace(job))
-            if cronjob is not None and cronjob["metadata"].get("uid") == ref.get("uid"):
-                self.enqueue(cronjob)
-
-    def _job_updated(self, old: Obj, new: Obj) -> None:
-        self._job_changed(new)
+        self.enqueue_events(self.cronjobs)
+        ownership.OwnedEvents(self.cronjobs, self.enqueue).register(self.jobs)
 
     # -- reconcile ---------------------------------------------------------------
 

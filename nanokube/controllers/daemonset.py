@@ -80,17 +80,14 @@ class DaemonSetController(Controller):
         self.revisions = self.watch(informers.informer(CONTROLLER_REVISION))
         # Pod creates and deletes asked for and not yet seen, by DaemonSet key.
         self.expectations = Expectations()
-        self.daemon_sets.add_event_handler(self.enqueue, self._ds_updated, self._ds_deleted)
-        self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.enqueue_events(self.daemon_sets, self.expectations)
+        # Pod events: a pod being deleted counts as gone (its node needs a new one).
+        ownership.OwnedEvents(
+            self.daemon_sets, self.enqueue, expectations=self.expectations, deleting_is_deleted=True
+        ).register(self.pods)
         self.nodes.add_event_handler(self._node_changed, self._node_updated, self._node_changed)
 
     # -- event handlers ----------------------------------------------------------
-
-    def _ds_updated(self, old: Obj, new: Obj) -> None:
-        self.enqueue(new)
-
-    def _ds_deleted(self, ds: Obj) -> None:
-        self.expectations.forget(key_of(ds))
 
     def _node_changed(self, node: Obj) -> None:
         for ds in self.daemon_sets.list():
@@ -99,35 +96,6 @@ class DaemonSetController(Controller):
     def _node_updated(self, old: Obj, new: Obj) -> None:
         if old.get("spec") != new.get("spec") or meta.labels(old) != meta.labels(new):
             self._node_changed(new)
-
-    def _owner_of(self, pod: Obj) -> Obj | None:
-        ref = ownership.controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        ds = self.daemon_sets.get(ref.get("name", ""), meta.namespace(pod))
-        if ds is None or ds["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return ds
-
-    def _pod_added(self, pod: Obj) -> None:
-        ds = self._owner_of(pod)
-        if ds is not None:
-            self.expectations.creation_observed(key_of(ds))
-            self.enqueue(ds)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        ds = self._owner_of(new)
-        if ds is None:
-            return
-        if new["metadata"].get("deletionTimestamp"):
-            self.expectations.deletion_observed(key_of(ds), key_of(new))
-        self.enqueue(ds)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        ds = self._owner_of(pod)
-        if ds is not None:
-            self.expectations.deletion_observed(key_of(ds), key_of(pod))
-            self.enqueue(ds)
 
     # -- reconcile ---------------------------------------------------------------
 

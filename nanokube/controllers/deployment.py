@@ -63,69 +63,19 @@ class DeploymentController(Controller):
         )
         # Pods: Recreate waits until every old pod has stopped.
         self.pods = self.watch(informers.informer(POD, indexers={OWNER_INDEX: by_owner_uid}))
-        self.deployments.add_event_handler(
-            self.enqueue, lambda old, new: self.enqueue(new), self.enqueue
-        )
-        self.replica_sets.add_event_handler(self._rs_added, self._rs_updated, self._rs_deleted)
+        self.enqueue_events(self.deployments)
+        # ReplicaSet events: a ReplicaSet being deleted still counts until it is gone.
+        ownership.OwnedEvents(
+            self.deployments,
+            self.enqueue,
+            adopters=lambda rs: ownership.selecting(self.deployments, rs),
+        ).register(self.replica_sets)
         self.pods.add_event_handler(on_delete=self._pod_deleted)
-
-    # -- event handlers -------------------------------------------------------
-
-    def _owner_of(self, rs: Obj) -> Obj | None:
-        ref = ownership.controller_ref(rs)
-        if ref is None or ref.get("kind") != "Deployment":
-            return None
-        d = self.deployments.get(ref.get("name", ""), meta.namespace(rs))
-        if d is None or d["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return d
-
-    def _matching_deployments(self, rs: Obj) -> list[Obj]:
-        found = []
-        for d in self.deployments.list(meta.namespace(rs)):
-            try:
-                sel = selectors.label_selector_from_object((d.get("spec") or {}).get("selector"))
-            except errors.StatusError:
-                continue
-            if not sel.empty and sel.matches_object(rs):
-                found.append(d)
-        return found
-
-    def _rs_added(self, rs: Obj) -> None:
-        d = self._owner_of(rs)
-        if d is not None:
-            self.enqueue(d)
-        elif ownership.controller_ref(rs) is None:
-            for candidate in self._matching_deployments(rs):
-                self.enqueue(candidate)
-
-    def _rs_updated(self, old: Obj, new: Obj) -> None:
-        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
-            return
-        old_ref, new_ref = ownership.controller_ref(old), ownership.controller_ref(new)
-        if old_ref != new_ref and old_ref is not None:
-            previous = self._owner_of(old)
-            if previous is not None:
-                self.enqueue(previous)
-        d = self._owner_of(new)
-        if d is not None:
-            self.enqueue(d)
-        elif new_ref is None and (meta.labels(old) != meta.labels(new) or old_ref != new_ref):
-            for candidate in self._matching_deployments(new):
-                self.enqueue(candidate)
-
-    def _rs_deleted(self, rs: Obj) -> None:
-        d = self._owner_of(rs)
-        if d is not None:
-            self.enqueue(d)
 
     def _pod_deleted(self, pod: Obj) -> None:
         """A Recreate rollout waits for old pods to go: look again when one does."""
-        ref = ownership.controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
-            return
-        rs = self.replica_sets.get(ref.get("name", ""), meta.namespace(pod))
-        d = self._owner_of(rs) if rs is not None else None
+        rs = ownership.resolve(self.replica_sets, pod)
+        d = ownership.resolve(self.deployments, rs) if rs is not None else None
         if d is not None and not du.is_rolling(d):
             self.enqueue(d)
 

@@ -105,17 +105,8 @@ class JobController(Controller):
         self.backoffs.pop(key, None)
         self.enqueue(job)  # its pods' finalizers must still be removed
 
-    def _owner_of(self, pod: Obj) -> Obj | None:
-        ref = ownership.controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return None
-        job = self.jobs.get(ref.get("name", ""), meta.namespace(pod))
-        if job is None or job["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return job
-
     def _pod_added(self, pod: Obj) -> None:
-        job = self._owner_of(pod)
+        job = ownership.resolve(self.jobs, pod)
         if job is None:
             self._release_orphan(pod)
             return
@@ -127,7 +118,7 @@ class JobController(Controller):
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
             return
-        job = self._owner_of(new)
+        job = ownership.resolve(self.jobs, new)
         if job is None:
             self._release_orphan(new)
             return
@@ -139,7 +130,7 @@ class JobController(Controller):
         self.enqueue(job)
 
     def _pod_deleted(self, pod: Obj) -> None:
-        job = self._owner_of(pod)
+        job = ownership.resolve(self.jobs, pod)
         if job is None:
             return
         key = key_of(job)
@@ -375,7 +366,7 @@ class JobController(Controller):
         pod = self.pods.get(name, namespace)
         if pod is None or not ju.has_finalizer(pod):
             return
-        job = self._owner_of(pod)
+        job = ownership.resolve(self.jobs, pod)
         if job is not None and not is_finished(job):
             return  # adopted meanwhile: its Job counts it
         try:

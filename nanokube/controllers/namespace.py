@@ -103,7 +103,7 @@ class NamespaceController(Controller):
         # The kinds a namespace is emptied of (upstream discovers them).
         self.kinds = list(kinds) if kinds is not None else emptied_kinds()
         self.namespaces = self.watch(informers.informer(NAMESPACE))
-        self.namespaces.add_event_handler(self.enqueue, lambda _old, new: self.enqueue(new))
+        self.enqueue_events(self.namespaces)
         # Content going away may be the last thing a terminating namespace waits for.
         for kind in self.kinds:
             informers.informer(kind).add_event_handler(on_delete=self._content_deleted)

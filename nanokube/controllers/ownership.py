@@ -17,18 +17,28 @@ owner's selector could cover:
 Adoption and release are merge patches that carry the object's
 resourceVersion, so a concurrent change makes them fail with a Conflict and
 the owner is reconciled again rather than overwriting someone else's edit.
+
+The other half is telling the owner when one of its objects changes:
+`OwnedEvents` holds the informer handlers upstream's ReplicaSet controller
+wrote (`addPod`/`updatePod`/`deletePod`) and the DaemonSet, StatefulSet and
+Deployment controllers repeat for their own pair of kinds; each controller
+declares only its owner kind and what differs (expectations, who may adopt
+an orphan).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from nanokube.api import errors
+from nanokube.api import errors, meta, selectors
 from nanokube.api.kinds import Kind
 from nanokube.api.selectors import LabelSelector
+from nanokube.client.cache import key_of
+from nanokube.client.informer import Informer
 from nanokube.client.interface import Client
+from nanokube.controllers.expectations import Expectations
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,123 @@ def controller_ref(obj: Obj) -> Obj | None:
         if ref.get("controller"):
             return ref
     return None
+
+
+def resolve(owners: Informer, obj: Obj) -> Obj | None:
+    """`resolveControllerRef`: the owner in `owners`' cache that controls `obj`, or None.
+
+    Kind and uid must agree too: a reference to a deleted owner must not reach
+    a new one that took its name.
+    """
+    ref = controller_ref(obj)
+    if ref is None or ref.get("kind") != owners.kind.kind:
+        return None
+    owner = owners.get(ref.get("name", ""), meta.namespace(obj))
+    if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
+        return None
+    return owner
+
+
+def selecting(owners: Informer, obj: Obj) -> list[Obj]:
+    """The owners in `obj`'s namespace whose (non-empty, valid) selector covers it.
+
+    For an orphan: any of them may adopt it, so each is told.
+    """
+    found = []
+    for owner in owners.list(meta.namespace(obj)):
+        try:
+            sel = selectors.label_selector_from_object((owner.get("spec") or {}).get("selector"))
+        except errors.StatusError:
+            continue
+        if not sel.empty and sel.matches_object(obj):
+            found.append(owner)
+    return found
+
+
+class OwnedEvents:
+    """Informer handlers for owned objects: each event enqueues the owner it concerns.
+
+    - added: its owner, with one expected creation ticked off; an orphan: every
+      owner that may adopt it (`adopters`);
+    - updated (resyncs with an unchanged resourceVersion are ignored): the old
+      owner too when the controller reference changed; an orphan whose labels
+      or reference changed: the owners that may adopt it;
+    - deleted: its owner, with the deletion ticked off.
+
+    With `deleting_is_deleted`, an object being deleted counts as deleted at
+    once (upstream's ReplicaSet and DaemonSet: a graceful pod deletion may
+    take long, and the owner should replace the pod meanwhile).
+    """
+
+    def __init__(
+        self,
+        owners: Informer,
+        enqueue: Callable[[Obj], None],
+        *,
+        expectations: Expectations | None = None,
+        adopters: Callable[[Obj], Iterable[Obj]] | None = None,
+        deleting_is_deleted: bool = False,
+    ) -> None:
+        # The owners' informer, to resolve controller references.
+        self.owners = owners
+        # The controller's enqueue: events only put owner keys on its queue.
+        self.enqueue = enqueue
+        # The controller's expectations, ticked off by events (None: it keeps none).
+        self.expectations = expectations
+        # The owners an orphan should be shown to (None: orphans wait for the owner's sync).
+        self.adopters = adopters
+        self.deleting_is_deleted = deleting_is_deleted
+
+    def register(self, informer: Informer) -> None:
+        """Handle the events of `informer` (the owned kind)."""
+        informer.add_event_handler(self.on_add, self.on_update, self.on_delete)
+
+    def owner_of(self, obj: Obj) -> Obj | None:
+        return resolve(self.owners, obj)
+
+    def on_add(self, obj: Obj) -> None:
+        if self.deleting_is_deleted and obj["metadata"].get("deletionTimestamp"):
+            self.on_delete(obj)  # seen for the first time already going (a relist)
+            return
+        owner = self.owner_of(obj)
+        if owner is not None:
+            if self.expectations is not None:
+                self.expectations.creation_observed(key_of(owner))
+            self.enqueue(owner)
+        elif controller_ref(obj) is None:
+            self._enqueue_adopters(obj)
+
+    def on_update(self, old: Obj, new: Obj) -> None:
+        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
+            return  # a resync: nothing changed
+        labels_changed = meta.labels(old) != meta.labels(new)
+        if self.deleting_is_deleted and new["metadata"].get("deletionTimestamp"):
+            self.on_delete(new)
+            if labels_changed:
+                self.on_delete(old)
+            return
+        old_ref, new_ref = controller_ref(old), controller_ref(new)
+        if old_ref != new_ref and old_ref is not None:
+            previous = self.owner_of(old)
+            if previous is not None:
+                self.enqueue(previous)
+        owner = self.owner_of(new)
+        if owner is not None:
+            self.enqueue(owner)
+        elif new_ref is None and (labels_changed or old_ref != new_ref):
+            self._enqueue_adopters(new)
+
+    def on_delete(self, obj: Obj) -> None:
+        owner = self.owner_of(obj)
+        if owner is not None:
+            if self.expectations is not None:
+                self.expectations.deletion_observed(key_of(owner), key_of(obj))
+            self.enqueue(owner)
+
+    def _enqueue_adopters(self, orphan: Obj) -> None:
+        if self.adopters is not None:
+            for candidate in self.adopters(orphan):
+                self.enqueue(candidate)
 
 
 def new_controller_ref(owner: Obj, kind: Kind) -> Obj:

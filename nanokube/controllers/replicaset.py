@@ -121,83 +121,15 @@ class ReplicaSetController(Controller):
         # Pod creates and deletes asked for and not yet seen, by ReplicaSet key.
         self.expectations = Expectations()
         self.burst_replicas = BURST_REPLICAS
-        self.replica_sets.add_event_handler(self._rs_added, self._rs_updated, self._rs_deleted)
-        self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-
-    # -- event handlers: they only enqueue and tick expectations ---------------
-
-    def _rs_added(self, rs: Obj) -> None:
-        self.enqueue(rs)
-
-    def _rs_updated(self, old: Obj, new: Obj) -> None:
-        if old["metadata"].get("uid") != new["metadata"].get("uid"):
-            self._rs_deleted(old)
-        self.enqueue(new)
-
-    def _rs_deleted(self, rs: Obj) -> None:
-        self.expectations.forget(key_of(rs))
-        self.enqueue(rs)
-
-    def _owner_of(self, pod: Obj) -> Obj | None:
-        """The cached ReplicaSet controlling `pod` (same uid), or None."""
-        ref = ownership.controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
-            return None
-        rs = self.replica_sets.get(ref.get("name", ""), meta.namespace(pod))
-        if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return rs
-
-    def _matching_replica_sets(self, pod: Obj) -> list[Obj]:
-        """Every ReplicaSet whose selector covers an orphan pod: one of them may adopt it."""
-        found = []
-        for rs in self.replica_sets.list(meta.namespace(pod)):
-            try:
-                sel = selectors.label_selector_from_object((rs.get("spec") or {}).get("selector"))
-            except errors.StatusError:
-                continue
-            if not sel.empty and sel.matches_object(pod):
-                found.append(rs)
-        return found
-
-    def _pod_added(self, pod: Obj) -> None:
-        if pod["metadata"].get("deletionTimestamp"):
-            self._pod_deleted(pod)  # seen for the first time already going (a relist)
-            return
-        rs = self._owner_of(pod)
-        if rs is not None:
-            self.expectations.creation_observed(key_of(rs))
-            self.enqueue(rs)
-        elif ownership.controller_ref(pod) is None:
-            for candidate in self._matching_replica_sets(pod):
-                self.enqueue(candidate)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
-            return  # a resync: nothing changed
-        labels_changed = meta.labels(old) != meta.labels(new)
-        if new["metadata"].get("deletionTimestamp"):
-            self._pod_deleted(new)
-            if labels_changed:
-                self._pod_deleted(old)
-            return
-        old_ref, new_ref = ownership.controller_ref(old), ownership.controller_ref(new)
-        if old_ref != new_ref and old_ref is not None:
-            previous = self._owner_of(old)
-            if previous is not None:
-                self.enqueue(previous)
-        rs = self._owner_of(new)
-        if rs is not None:
-            self.enqueue(rs)
-        elif new_ref is None and (labels_changed or old_ref != new_ref):
-            for candidate in self._matching_replica_sets(new):
-                self.enqueue(candidate)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        rs = self._owner_of(pod)
-        if rs is not None:
-            self.expectations.deletion_observed(key_of(rs), key_of(pod))
-            self.enqueue(rs)
+        self.enqueue_events(self.replica_sets, self.expectations)
+        # Pod events: upstream's full rules, a pod being deleted counting as gone.
+        ownership.OwnedEvents(
+            self.replica_sets,
+            self.enqueue,
+            expectations=self.expectations,
+            adopters=lambda pod: ownership.selecting(self.replica_sets, pod),
+            deleting_is_deleted=True,
+        ).register(self.pods)
 
     # -- reconcile -----------------------------------------------------------
 

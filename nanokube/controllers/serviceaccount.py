@@ -37,7 +37,7 @@ class ServiceAccountController(Controller):
         self.namespaces = self.watch(informers.informer(NAMESPACE))
         # The accounts that exist, so a sync creates only what is missing.
         self.accounts = self.watch(informers.informer(SERVICE_ACCOUNT))
-        self.namespaces.add_event_handler(self.enqueue, lambda _old, new: self.enqueue(new))
+        self.enqueue_events(self.namespaces)
         self.accounts.add_event_handler(on_delete=self._account_deleted)
 
     def _account_deleted(self, sa: Obj) -> None:

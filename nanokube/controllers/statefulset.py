@@ -84,60 +84,16 @@ class StatefulSetController(Controller):
         self.claims = self.watch(informers.informer(PERSISTENT_VOLUME_CLAIM))
         # Pod creates and deletes asked for and not yet seen, by StatefulSet key.
         self.expectations = Expectations()
-        self.sets.add_event_handler(self.enqueue, self._set_updated, self._set_deleted)
-        self.pods.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.enqueue_events(self.sets, self.expectations)
+        ownership.OwnedEvents(
+            self.sets, self.enqueue, expectations=self.expectations, adopters=self._adopters
+        ).register(self.pods)
 
-    # -- event handlers: they only enqueue and tick expectations ---------------
-
-    def _set_updated(self, old: Obj, new: Obj) -> None:
-        self.enqueue(new)
-
-    def _set_deleted(self, sts: Obj) -> None:
-        self.expectations.forget(key_of(sts))
-
-    def _owner_of(self, pod: Obj) -> Obj | None:
-        ref = ownership.controller_ref(pod)
-        if ref is None or ref.get("kind") != "StatefulSet":
-            return None
-        sts = self.sets.get(ref.get("name", ""), meta.namespace(pod))
-        if sts is None or sts["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return sts
-
-    def _enqueue_candidates(self, pod: Obj) -> None:
-        """An orphan: the StatefulSets that may adopt it (by name and selector)."""
+    def _adopters(self, pod: Obj) -> list[Obj]:
+        """An orphan may be adopted by the StatefulSet its name says it belongs to."""
         parsed = sp.parent_and_ordinal(pod)
-        if parsed is None:
-            return
-        sts = self.sets.get(parsed[0], meta.namespace(pod))
-        if sts is not None:
-            self.enqueue(sts)
-
-    def _pod_added(self, pod: Obj) -> None:
-        sts = self._owner_of(pod)
-        if sts is not None:
-            self.expectations.creation_observed(key_of(sts))
-            self.enqueue(sts)
-        elif ownership.controller_ref(pod) is None:
-            self._enqueue_candidates(pod)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
-            return
-        previous = self._owner_of(old)
-        if previous is not None and ownership.controller_ref(old) != ownership.controller_ref(new):
-            self.enqueue(previous)
-        sts = self._owner_of(new)
-        if sts is not None:
-            self.enqueue(sts)
-        elif ownership.controller_ref(new) is None:
-            self._enqueue_candidates(new)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        sts = self._owner_of(pod)
-        if sts is not None:
-            self.expectations.deletion_observed(key_of(sts), key_of(pod))
-            self.enqueue(sts)
+        sts = self.sets.get(parsed[0], meta.namespace(pod)) if parsed is not None else None
+        return [sts] if sts is not None else []
 
     # -- reconcile -----------------------------------------------------------
 
