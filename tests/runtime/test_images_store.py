@@ -96,11 +96,17 @@ async def test_rm_refuses_an_image_in_use(store: ImageStore) -> None:
     assert await store.remove(app1.id, in_use=lambda im: False) == [app1.id]
 
 
-async def test_gc_frees_least_recently_used_unused_images(store: ImageStore) -> None:
+async def test_gc_frees_least_recently_used_unused_images(
+    store: ImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bb, app1, app2 = store.get("busybox"), store.get("app1:v1"), store.get("app2:v1")
+    store.mark_used("app2:v1")  # just imported: a use this soon is not recorded again
+    assert store.get("app2:v1").last_used == app2.last_used
+    monkeypatch.setattr(store_module, "USE_RESOLUTION", 0.0)
     store.mark_used("app1:v1")
     time.sleep(0.01)
     store.mark_used("busybox")
+    assert store.get("busybox").last_used > store.get("app1:v1").last_used > app2.last_used
     before = store.usage()
     # app2 is the least recently used but in use; app1 is next.
     result = await store.gc(in_use={"app2:v1"}, bytes_to_free=1)

@@ -59,9 +59,10 @@ class Index:
         return self._cache
 
     @contextmanager
-    def update(self) -> Iterator[Doc]:
+    def update(self, durable: bool = True) -> Iterator[Doc]:
         """Yield a private copy of the document to change; it is written when the block
-        ends without error. Holds the file lock meanwhile (keep the block short)."""
+        ends without error (fsynced unless not `durable`: still atomic, but a power cut
+        may undo it). Holds the file lock meanwhile (keep the block short)."""
         with open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -72,7 +73,8 @@ class Index:
                 with open(tmp, "w") as f:
                     json.dump(doc, f, indent=1, sort_keys=True)
                     f.flush()
-                    os.fsync(f.fileno())
+                    if durable:
+                        os.fsync(f.fileno())
                 os.rename(tmp, self.path)
                 self._cache = None
             finally:

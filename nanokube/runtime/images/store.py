@@ -56,6 +56,11 @@ ORPHAN_AGE = 3600.0
 between download and record). Young ones may belong to a pull still in progress."""
 
 
+USE_RESOLUTION = 10.0
+"""Seconds within which `mark_used` does not record a use again (the kubelet's image GC
+runs every five minutes and keeps images used in the last two)."""
+
+
 @dataclass
 class GCResult:
     removed: list[str]
@@ -127,11 +132,17 @@ class ImageStore:
         return copy.deepcopy(self._configs[image.id])  # callers may change theirs
 
     def mark_used(self, image: Image | str) -> None:
-        """Record that a container was created from `image` now (for `gc`'s LRU order)."""
-        image_id = image.id if isinstance(image, Image) else self.get(image).id
-        with self.record.update() as doc:
-            if image_id in doc["images"]:
-                doc["images"][image_id]["last_used"] = time.time()
+        """Record that a container was created from `image` now (for `gc`'s LRU order).
+        Cheap on a pod's start path: a use within `USE_RESOLUTION` seconds of the last
+        recorded one changes nothing, and the write is not fsynced (losing it to a power
+        cut only makes the image look older to `gc`)."""
+        image = self.get(image) if isinstance(image, str) else image
+        now = time.time()
+        if now - image.last_used < USE_RESOLUTION:
+            return
+        with self.record.update(durable=False) as doc:
+            if image.id in doc["images"]:
+                doc["images"][image.id]["last_used"] = now
 
     def usage(self) -> int:
         """Bytes the store holds: blobs plus unpacked layers."""
