@@ -10,8 +10,13 @@ holds ``started`` and readiness until it passes.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import socket
+import subprocess
+from collections.abc import Iterator
 
+import pytest
 from aiohttp import web
 from kubelet_harness import (  # noqa: F401  (fixtures)
     Node,
@@ -19,6 +24,7 @@ from kubelet_harness import (  # noqa: F401  (fixtures)
     busybox_rootfs,
     condition,
     container_status,
+    free_port,
     node,
 )
 
@@ -167,3 +173,47 @@ async def test_startup_probe_holds_started_until_it_passes(node: Node, tmp_path)
     assert not container_status(pod, "c")["started"]
     pod = await node.wait_pod("slow", lambda p: condition(p, "Ready") == "True")
     assert container_status(pod, "c")["started"] and container_status(pod, "c")["restartCount"] == 0
+
+
+@pytest.fixture
+def etcd(tmp_path) -> Iterator[int]:
+    """A real gRPC server with the standard health service: etcd (etcd-server)."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        pytest.skip("the gRPC probe test needs etcd (apt-get install etcd-server)")
+    client_port, peer_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--data-dir",
+            str(tmp_path / "etcd"),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{client_port}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{client_port}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--initial-cluster",
+            f"default=http://127.0.0.1:{peer_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield client_port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_grpc_probe_against_a_real_health_service(etcd: int):
+    for _ in range(100):
+        outcome = await probes.grpc_check("127.0.0.1", etcd, "", 1)
+        if outcome.ok:
+            break
+        await asyncio.sleep(0.05)
+    assert outcome == probes.Outcome(True)
+    unknown = await probes.grpc_check("127.0.0.1", etcd, "no.such.Service", 1)
+    assert not unknown.ok and unknown.message.startswith("rpc error"), unknown
