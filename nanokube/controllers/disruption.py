@@ -104,7 +104,7 @@ class DisruptionController(Controller):
         self.now = time.time
         # Pods marked DisruptionTarget and not deleted, checked once the mark is stale.
         self.stale_queue: WorkQueue[str] = WorkQueue(f"{self.name}-stale-pods")
-        self.budgets.add_event_handler(self.enqueue, lambda _old, new: self.enqueue(new))
+        self.enqueue_events(self.budgets)
         self.pods.add_event_handler(self._pod_changed, self._pod_updated, self._pod_changed)
 
     def work_queues(self) -> list[tuple[WorkQueue[str], Any]]:

@@ -185,9 +185,7 @@ class EndpointsController(Controller):
         self.endpoints = self.watch(informers.informer(ENDPOINTS))
         # The last-change-trigger-time state of each Service.
         self.trigger_times = eu.TriggerTimeTracker()
-        self.services.add_event_handler(
-            self.enqueue, lambda _old, new: self.enqueue(new), self.enqueue
-        )
+        self.enqueue_events(self.services)
         self.pods.add_event_handler(self._pod_changed, self._pod_updated, self._pod_changed)
         self.endpoints.add_event_handler(on_delete=self.enqueue)
 

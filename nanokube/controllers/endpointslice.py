@@ -155,9 +155,7 @@ class EndpointSliceController(Controller):
         self.tracker = SliceTracker()
         # The last-change-trigger-time state of each Service.
         self.trigger_times = eu.TriggerTimeTracker()
-        self.services.add_event_handler(
-            self.enqueue, lambda _old, new: self.enqueue(new), self.enqueue
-        )
+        self.enqueue_events(self.services)
         self.pods.add_event_handler(self._pod_changed, self._pod_updated, self._pod_changed)
         self.nodes.add_event_handler(on_update=self._node_updated)
         self.slices.add_event_handler(

@@ -105,7 +105,7 @@ class LocalPathProvisioner(Controller):
         self.classes = self.watch(informers.informer(STORAGE_CLASS))
         # Nodes: the hostname label of the chosen node; the choice for Immediate classes.
         self.nodes = self.watch(informers.informer(NODE))
-        self.claims.add_event_handler(self.enqueue, lambda _o, new: self.enqueue(new))
+        self.enqueue_events(self.claims)
         self.volumes.add_event_handler(
             self._volume_changed, lambda _o, new: self._volume_changed(new)
         )
