@@ -230,40 +230,28 @@ class DisruptionController(Controller):
                 continue
             if ref.get("uid") in scales:
                 continue
-            found = self._controller_scale(ref, meta.namespace(pod))
+            found = self._controller_scale(pod)
             if found is None:
                 raise errors.NotFound(f'found no controllers for pod "{meta.name(pod)}"')
             uid, scale = found
             scales[uid] = scale
         return sum(scales.values()), unmanaged
 
-    def _controller_scale(self, ref: Obj, namespace: str) -> tuple[str, int] | None:
-        """(uid, spec.replicas) of the workload that owns a pod with controller `ref`."""
-        kind = ref.get("kind")
-        if kind == "ReplicaSet":
-            rs = self._owned(self.replica_sets, ref, namespace)
-            if rs is None:
-                return None
+    def _controller_scale(self, pod: Obj) -> tuple[str, int] | None:
+        """(uid, spec.replicas) of the workload controlling `pod` (a Deployment through
+        its ReplicaSet), or None when it is not in the caches."""
+        rs = ownership.resolve(self.replica_sets, pod)
+        if rs is not None:
             rs_ref = ownership.controller_ref(rs)
             if rs_ref is not None and rs_ref.get("kind") == "Deployment":
-                deployment = self._owned(self.deployments, rs_ref, namespace)
+                deployment = ownership.resolve(self.deployments, rs)
                 return None if deployment is None else _scale(deployment)
             return _scale(rs)
-        informer = {
-            "StatefulSet": self.stateful_sets,
-            "ReplicationController": self.replication_controllers,
-        }.get(kind or "")
-        if informer is None:
-            return None
-        owner = self._owned(informer, ref, namespace)
-        return None if owner is None else _scale(owner)
-
-    @staticmethod
-    def _owned(informer: Any, ref: Obj, namespace: str) -> Obj | None:
-        obj: Obj | None = informer.get(ref.get("name", ""), namespace)
-        if obj is None or obj["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return obj
+        for owners in (self.stateful_sets, self.replication_controllers):
+            owner = ownership.resolve(owners, pod)
+            if owner is not None:
+                return _scale(owner)
+        return None
 
     def _disrupted_pods(
         self, pdb: Obj, selected: list[Obj], now: float
