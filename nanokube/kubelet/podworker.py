@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -440,6 +442,12 @@ class PodWorker:
             self.sandbox = mine[-1] if mine else None
         instances = await self._instances()
         self.probes.stop()
+        log_dirs = {
+            os.path.dirname(os.path.dirname(c.log_path))
+            for items in instances.values()
+            for c in items
+            if c.log_path
+        }
         running = self._running(instances)
         if running:
             await lifecycle.stop_pod(self.deps.runtime, running, self.pod_ip, grace, self.event)
@@ -455,6 +463,9 @@ class PodWorker:
                 with contextlib.suppress(NotFound):
                     await self.deps.runtime.remove_sandbox(s.id)
         self.sandbox = None
+        for directory in log_dirs:  # /var/log/pods/NS_NAME_UID, as upstream removes it
+            if directory.endswith(self.uid):
+                shutil.rmtree(directory, ignore_errors=True)
         try:
             await self.deps.volumes.teardown(self.pod)
         except Exception:

@@ -11,6 +11,7 @@ pods no longer bound here are removed at start.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from kubelet_harness import (  # noqa: F401  (fixtures)
     HOST_IP,
@@ -84,9 +85,12 @@ async def test_app_and_sidecar_share_localhost_and_a_directory(node: Node, tmp_p
     assert ("Created", "Created container server") in events
     assert ("Pulled", 'Container image "busybox" already present on machine') in events
 
+    log_dir = node.runtime.paths.log_dir
+    assert os.listdir(log_dir) == [f"default_web_{pod['metadata']['uid']}"]
     await node.client.delete(POD, "web", "default")
     await node.wait_gone("web")
     assert await node.runtime.list_sandboxes() == []
+    assert os.listdir(log_dir) == []
     assert pod["metadata"]["uid"] not in node.kubelet.workers
 
 
