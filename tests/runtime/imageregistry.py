@@ -101,6 +101,8 @@ class Front:
         self.requests: Counter[str] = Counter()
         self.token_requests = 0
         self.tokens: set[str] = set()
+        self.tamper: dict[str, bytes] = {}
+        """Path -> a body served instead of the registry's (a corrupting middlebox)."""
         self.address = ""
         self._runner: web.AppRunner | None = None
         self._http: ClientSession | None = None
@@ -159,6 +161,8 @@ class Front:
                 )
         if request.method == "GET":
             self.requests[request.path] += 1
+        if request.path in self.tamper:
+            return web.Response(body=self.tamper[request.path])
         assert self._http is not None
         headers = {k: v for k, v in request.headers.items() if k in ("Accept",)}
         async with self._http.request(

@@ -154,6 +154,12 @@ async def test_not_an_image_archive(store: ImageStore, tmp_path: Path) -> None:
     (tmp_path / "text.tar").write_text("hello")
     with pytest.raises(PullError, match="not a tar archive"):
         await store.import_archive(tmp_path / "text.tar")
+    good = imagebuild.write_docker_archive(
+        tmp_path / "cut.tar.gz", [(imagebuild.busybox_image(), ["x:1"])], compress=True
+    )
+    good.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(PullError, match="not a tar archive"):
+        await store.import_archive(good)
 
 
 async def test_import_dir_imports_new_archives_once(

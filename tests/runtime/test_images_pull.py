@@ -187,3 +187,19 @@ async def test_bearer_token_auth(store: ImageStore, registry: str) -> None:
         assert front.token_requests == tokens  # the token is reused until it expires
     finally:
         await front.stop()
+
+
+async def test_corrupted_blob_is_refused(store: ImageStore, registry: str) -> None:
+    front = imageregistry.Front(registry)
+    address = await front.start()
+    layer = imagebuild.digest(BUSYBOX.layers[1])
+    front.tamper[f"/v2/test/busybox/blobs/{layer}"] = b"x" * len(BUSYBOX.layers[1])
+    try:
+        with pytest.raises(PullError, match=f"digest mismatch: expected {layer}"):
+            await store.pull(f"{address}/test/busybox:1")
+        assert not store.blobs.has(layer) and store.list_images() == []
+        del front.tamper[f"/v2/test/busybox/blobs/{layer}"]
+        await store.pull(f"{address}/test/busybox:1")  # a retry fetches only what is missing
+        assert front.blob_gets()[f"/v2/test/busybox/blobs/{layer}"] == 2
+    finally:
+        await front.stop()

@@ -17,6 +17,7 @@ in a thread.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,8 +77,10 @@ class _Archive:
                             self.aliases[name] = posixpath.normpath(member.linkname.lstrip("/"))
                         elif member.isfile():
                             self._stage(name, tar.extractfile(member), i)
-            except tarfile.TarError as e:
-                raise ContentError(f"{archive.name}: not a tar archive: {e}") from None
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+                raise ContentError(
+                    f"{archive.name}: not a tar archive: {e or type(e).__name__}"
+                ) from None
 
     def _stage(self, name: str, src: Any, i: int) -> None:
         path = self.staging / str(i)

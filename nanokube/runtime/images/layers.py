@@ -21,6 +21,7 @@ stream on the way, so the layer's diff id is checked without a second read.
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import logging
 import os
@@ -28,6 +29,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,8 +85,6 @@ def decompressed(path: Path) -> Iterator[IO[bytes]]:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic.startswith(_GZIP):
-        import gzip
-
         with gzip.open(path, "rb") as g:
             yield g  # type: ignore[misc]
     elif magic == _ZSTD:
@@ -123,8 +123,8 @@ def unpack(stream: BinaryIO | IO[bytes], dest: Path, lower: list[Path]) -> Unpac
         with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 size += _apply(tar, member, dest, lower, dirs)
-    except tarfile.TarError as e:
-        raise ContentError(f"bad layer tar: {e}") from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ContentError(f"bad layer tar: {e or type(e).__name__}") from None
     hashing.drain()
     # Directory times last: creating their entries changed them.
     for path, member in reversed(dirs):

@@ -126,8 +126,13 @@ class RegistryClient:
         """Stream a blob (following the registry's redirect to its storage)."""
         url = f"{self.base_url(ref)}/blobs/{digest}"
         async with self._request(ref, url, auth, {}) as resp:
-            async for chunk in resp.content.iter_chunked(1 << 20):
-                yield chunk
+            try:
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    yield chunk
+            except aiohttp.ClientError as e:
+                raise RegistryError(f"failed to read blob {digest}: {e}") from None
+            except TimeoutError:
+                raise RegistryError(f"failed to read blob {digest}: timed out") from None
 
     def _request(
         self, ref: Reference, url: str, auth: Credentials, headers: dict[str, str]
@@ -151,8 +156,7 @@ class RegistryClient:
             scheme, params = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             resp.release()
             if scheme == "bearer" and params.get("realm"):
-                scope = params.get("scope", scope)
-                token = await self._token(params, scope, creds)
+                token = await self._token(params, params.get("scope", scope), creds)
                 self._tokens[(ref.api_host, scope, user)] = token
                 hdrs["Authorization"] = f"Bearer {token.value}"
             elif scheme == "basic" and creds:
