@@ -13,6 +13,12 @@ object.
 `reconcile` reads the informer caches, compares desired with observed state,
 makes one step and returns; it is level-triggered, so running it again
 without a change does nothing.
+
+`PodOwnerController` adds what the controllers whose objects own pods
+(ReplicaSet, DaemonSet, StatefulSet, Job) share: expectations, reading the
+owner (forgetting its expectations once it is gone), its selector, deleting
+pods with the deletions expected first, and coming back when a pod's
+`minReadySeconds` have passed.
 """
 
 from __future__ import annotations
@@ -20,15 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from nanokube.api import errors
-from nanokube.client.cache import key_of
+from nanokube.api import errors, meta, selectors
+from nanokube.api.patch_json import copy_json
+from nanokube.api.resources.core import POD
+from nanokube.client.cache import key_of, split_key
 from nanokube.client.events import EventRecorder
 from nanokube.client.informer import Informer, SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.client.workqueue import ShutDown, WorkQueue
+from nanokube.controllers import pods
 from nanokube.controllers.expectations import Expectations
 
 log = logging.getLogger(__name__)
@@ -170,3 +179,79 @@ class Controller:
                 queue.forget(key)
             finally:
                 queue.done(key)
+
+
+async def run_all(writes: Iterable[Awaitable[None]]) -> None:
+    """Run `writes` at once; when all have finished, raise the first failure.
+
+    One failing write must not cancel the others: each that succeeded is
+    already in the API, and its event and expectation already counted.
+    """
+    for result in await asyncio.gather(*writes, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+
+
+class PodOwnerController(Controller):
+    """A controller whose objects own pods; see the module docstring."""
+
+    def __init__(self, client: Client, informers: SharedInformerFactory) -> None:
+        super().__init__(client, informers)
+        # Pod creates and deletes asked for and not yet seen, by owner key.
+        self.expectations = Expectations()
+
+    def cached_owner(self, owners: Informer, key: str) -> Obj | None:
+        """A copy of the cached owner to work on; None when it is gone (expectations dropped)."""
+        namespace, name = split_key(key)
+        cached = owners.get(name, namespace)
+        if cached is None:
+            self.expectations.forget(key)
+            return None
+        return copy_json(cached)
+
+    def owner_selector(self, owner: Obj, key: str) -> selectors.LabelSelector | None:
+        """The owner's pod selector, or None (logged) when it does not parse: nothing to do."""
+        try:
+            return selectors.label_selector_from_object((owner.get("spec") or {}).get("selector"))
+        except errors.StatusError as e:
+            log.warning("invalid selector controller=%s object=%s error=%s", self.name, key, e)
+            return None
+
+    def requeue_for_availability(self, key: str, owner: Obj, owned: list[Obj]) -> None:
+        """Come back when the next ready pod has been ready for `minReadySeconds`.
+
+        Availability changes with time alone, with no event to tell: without
+        this, `availableReplicas` would wait for an unrelated event.
+        """
+        min_ready = (owner.get("spec") or {}).get("minReadySeconds") or 0
+        waits = [w for p in owned if (w := pods.available_in(p, min_ready)) is not None]
+        if waits:
+            self.queue.add_after(key, min(waits) + 0.1)
+
+    async def delete_pods(self, owner: Obj, key: str, victims: list[Obj]) -> None:
+        """Delete `victims` at once, every deletion expected first (upstream's `DeletePod`).
+
+        The uid precondition spares a pod recreated under the same name. A
+        failed delete is ticked off at once (no event will come for it); a pod
+        already gone is no failure. Each outcome is an event on the owner
+        (`SuccessfulDelete`, `FailedDelete`); the first failure is raised.
+        """
+        self.expectations.expect_deletions(key, [key_of(p) for p in victims])
+
+        async def delete_one(pod: Obj) -> None:
+            try:
+                await self.client.delete(
+                    POD,
+                    meta.name(pod),
+                    meta.namespace(pod),
+                    preconditions={"uid": pod["metadata"]["uid"]},
+                )
+            except errors.StatusError as e:
+                self.expectations.deletion_observed(key, key_of(pod))
+                if isinstance(e, errors.NotFound):
+                    return
+                self.events.warning(owner, "FailedDelete", f"Error deleting: {e.message}")
+                raise
+            self.events.normal(owner, "SuccessfulDelete", f"Deleted pod: {meta.name(pod)}")
+
+        await run_all(delete_one(p) for p in victims)

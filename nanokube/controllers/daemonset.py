@@ -28,24 +28,21 @@ As upstream's `pkg/controller/daemon` (`daemon_controller.go`, `update.go`),
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from nanokube.api import errors, meta, selectors
+from nanokube.api import errors, meta
 from nanokube.api.patch_json import copy_json
 from nanokube.api.resources.apps import CONTROLLER_REVISION, DAEMON_SET
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_node import NODE
-from nanokube.client.cache import key_of, split_key
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers import daemonset_nodes as dn
 from nanokube.controllers import ownership, pods, revisions
-from nanokube.controllers.base import Controller
+from nanokube.controllers.base import PodOwnerController, run_all
 from nanokube.controllers.deployment_util import scaled_value
-from nanokube.controllers.expectations import Expectations
 from nanokube.controllers.replicaset import pod_from_template
 from nanokube.controllers.status import write_status
 
@@ -64,7 +61,7 @@ class NodePlan:
     delete: list[Obj] = field(default_factory=list)
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(PodOwnerController):
     name = "daemonset-controller"
     workers = 2  # upstream's --concurrent-daemonset-syncs
 
@@ -78,8 +75,6 @@ class DaemonSetController(Controller):
         self.nodes = self.watch(informers.informer(NODE))
         # Their template history.
         self.revisions = self.watch(informers.informer(CONTROLLER_REVISION))
-        # Pod creates and deletes asked for and not yet seen, by DaemonSet key.
-        self.expectations = Expectations()
         self.enqueue_events(self.daemon_sets, self.expectations)
         # Pod events: a pod being deleted counts as gone (its node needs a new one).
         ownership.OwnedEvents(
@@ -100,16 +95,12 @@ class DaemonSetController(Controller):
     # -- reconcile ---------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        namespace, name = split_key(key)
-        cached = self.daemon_sets.get(name, namespace)
-        if cached is None:
-            self.expectations.forget(key)
+        ds = self.cached_owner(self.daemon_sets, key)
+        if ds is None:
             return
-        ds = copy_json(cached)
-        try:
-            selector = selectors.label_selector_from_object((ds.get("spec") or {}).get("selector"))
-        except errors.StatusError as e:
-            log.warning("invalid selector daemonset=%s error=%s", key, e)
+        namespace = meta.namespace(ds)
+        selector = self.owner_selector(ds, key)
+        if selector is None:
             return
         needs_sync = self.expectations.satisfied(key)
         check = ownership.owner_checker(self.client, DAEMON_SET, ds)
@@ -151,13 +142,7 @@ class DaemonSetController(Controller):
         await revisions.truncate_history(self.client, ds, history, in_use)
         if step_error is not None:
             raise step_error
-        self._recheck_availability(key, ds, owned)
-
-    def _recheck_availability(self, key: str, ds: Obj, owned: list[Obj]) -> None:
-        min_ready = (ds.get("spec") or {}).get("minReadySeconds") or 0
-        waits = [w for p in owned if (w := pods.available_in(p, min_ready)) is not None]
-        if waits:
-            self.queue.add_after(key, min(waits) + 0.1)
+        self.requeue_for_availability(key, ds, owned)
 
     def _eligibility(self, ds: Obj) -> dict[str, tuple[bool, bool]]:
         """(should run, may continue running) per node name."""
@@ -249,6 +234,11 @@ class DaemonSetController(Controller):
         One kind of write per step keeps one expectation record per DaemonSet
         (`Expectations` records creations or deletions, not both).
         """
+        if plan.delete:
+            await self.delete_pods(ds, key, plan.delete)
+            return
+        if not plan.create_on:
+            return
         ref = ownership.new_controller_ref(ds, DAEMON_SET)
 
         async def create(node: str) -> None:
@@ -260,33 +250,8 @@ class DaemonSetController(Controller):
                 raise
             self.events.normal(ds, "SuccessfulCreate", f"Created pod: {meta.name(pod)}")
 
-        async def delete(pod: Obj) -> None:
-            try:
-                await self.client.delete(
-                    POD,
-                    meta.name(pod),
-                    meta.namespace(pod),
-                    preconditions={"uid": pod["metadata"]["uid"]},
-                )
-            except errors.StatusError as e:
-                self.expectations.deletion_observed(key, key_of(pod))
-                if isinstance(e, errors.NotFound):
-                    return
-                self.events.warning(ds, "FailedDelete", f"Error deleting: {e.message}")
-                raise
-            self.events.normal(ds, "SuccessfulDelete", f"Deleted pod: {meta.name(pod)}")
-
-        if plan.delete:
-            self.expectations.expect_deletions(key, [key_of(p) for p in plan.delete])
-            writes = [delete(p) for p in plan.delete]
-        elif plan.create_on:
-            self.expectations.expect_creations(key, len(plan.create_on))
-            writes = [create(n) for n in plan.create_on]
-        else:
-            return
-        for r in await asyncio.gather(*writes, return_exceptions=True):
-            if isinstance(r, BaseException):
-                raise r
+        self.expectations.expect_creations(key, len(plan.create_on))
+        await run_all(create(n) for n in plan.create_on)
 
     def new_pod(self, ds: Obj, owner_ref: Obj, node: str, hash_: str) -> Obj:
         """A daemon pod for `node`: the template, revision labels, tolerations and affinity."""

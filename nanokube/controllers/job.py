@@ -44,8 +44,7 @@ from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import STRATEGIC_PATCH, Client
 from nanokube.controllers import job_util as ju
 from nanokube.controllers import ownership, pods
-from nanokube.controllers.base import Controller
-from nanokube.controllers.expectations import Expectations
+from nanokube.controllers.base import PodOwnerController
 from nanokube.controllers.job_manage import REMOVE_FINALIZER, JobPodManager
 from nanokube.controllers.job_tracking import JobStatusTracker
 from nanokube.controllers.job_util import (
@@ -62,7 +61,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-class JobController(Controller):
+class JobController(PodOwnerController):
     name = "job-controller"
     workers = 5  # upstream's --concurrent-job-syncs
 
@@ -72,8 +71,6 @@ class JobController(Controller):
         self.jobs = self.watch(informers.informer(JOB))
         # Their pods, found by namespace and selector.
         self.pods = self.watch(informers.informer(POD))
-        # Pod creates and deletes asked for and not yet seen, by Job key.
-        self.expectations = Expectations()
         # Pod uids whose finalizer removal is not yet seen, by Job key: such a
         # pod is counted already and must not be counted again from a stale cache.
         self.finalizer_removals: dict[str, set[str]] = {}
@@ -151,13 +148,10 @@ class JobController(Controller):
         if key.startswith("pod:"):
             await self._remove_orphan_finalizer(key[len("pod:") :])
             return
-        namespace, name = split_key(key)
-        cached = self.jobs.get(name, namespace)
-        if cached is None:
-            self.expectations.forget(key)
+        job = self.cached_owner(self.jobs, key)
+        if job is None:
             self.backoffs.pop(key, None)
             return
-        job = copy_json(cached)
         if is_finished(job):
             self.backoffs.pop(key, None)
             return

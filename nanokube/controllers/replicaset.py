@@ -32,12 +32,11 @@ from nanokube.api import errors, meta, selectors
 from nanokube.api.patch_json import copy_json
 from nanokube.api.resources.apps import REPLICA_SET
 from nanokube.api.resources.core import POD
-from nanokube.client.cache import by_owner_uid, key_of, split_key
+from nanokube.client.cache import by_owner_uid
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers import ownership, pods
-from nanokube.controllers.base import Controller
-from nanokube.controllers.expectations import Expectations
+from nanokube.controllers.base import PodOwnerController
 from nanokube.controllers.status import (
     get_condition,
     new_condition,
@@ -106,7 +105,7 @@ def _terminating_namespace(e: Exception) -> bool:
     return isinstance(e, errors.Forbidden) and "being terminated" in e.message
 
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(PodOwnerController):
     name = "replicaset-controller"
     workers = 5  # upstream's --concurrent-replicaset-syncs
 
@@ -118,8 +117,6 @@ class ReplicaSetController(Controller):
         )
         # Pods, indexed by owner so a ReplicaSet's pods are one lookup.
         self.pods = self.watch(informers.informer(POD, indexers={OWNER_INDEX: by_owner_uid}))
-        # Pod creates and deletes asked for and not yet seen, by ReplicaSet key.
-        self.expectations = Expectations()
         self.burst_replicas = BURST_REPLICAS
         self.enqueue_events(self.replica_sets, self.expectations)
         # Pod events: upstream's full rules, a pod being deleted counting as gone.
@@ -134,20 +131,14 @@ class ReplicaSetController(Controller):
     # -- reconcile -----------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        namespace, name = split_key(key)
-        cached = self.replica_sets.get(name, namespace)
-        if cached is None:
-            self.expectations.forget(key)
+        rs = self.cached_owner(self.replica_sets, key)
+        if rs is None:
             return
-        rs = copy_json(cached)
         needs_sync = self.expectations.satisfied(key)
-        spec = rs.get("spec") or {}
-        try:
-            selector = selectors.label_selector_from_object(spec.get("selector"))
-        except errors.StatusError as e:
-            log.warning("invalid selector replicaset=%s error=%s", key, e)
+        selector = self.owner_selector(rs, key)
+        if selector is None:
             return
-        active = [p for p in self.pods.list(namespace) if pods.is_active(p)]
+        active = [p for p in self.pods.list(meta.namespace(rs)) if pods.is_active(p)]
         check = ownership.owner_checker(self.client, REPLICA_SET, rs)
         owned = await ownership.claim(self.client, POD, active, rs, REPLICA_SET, selector, check)
 
@@ -161,16 +152,7 @@ class ReplicaSetController(Controller):
         rs = await write_status(self.client, REPLICA_SET, rs, status)
         if manage_error is not None:
             raise manage_error
-        self._recheck_availability(key, rs, owned)
-
-    def _recheck_availability(self, key: str, rs: Obj, owned: list[Obj]) -> None:
-        """Come back when the next ready pod has been ready for minReadySeconds."""
-        min_ready = (rs.get("spec") or {}).get("minReadySeconds") or 0
-        if not min_ready:
-            return
-        waits = [w for p in owned if (w := pods.available_in(p, min_ready)) is not None]
-        if waits:
-            self.queue.add_after(key, min(waits) + 0.1)
+        self.requeue_for_availability(key, rs, owned)
 
     async def manage_replicas(self, owned: list[Obj], rs: Obj, key: str) -> None:
         """Create or delete pods to reach `spec.replicas` (one bounded step)."""
@@ -206,28 +188,7 @@ class ReplicaSetController(Controller):
     async def _delete_pods(self, rs: Obj, key: str, owned: list[Obj], count: int) -> None:
         victims = pods.pods_to_delete(owned, self._related_pods(rs, owned), count)
         log.info("deleting pods replicaset=%s count=%d", key, len(victims))
-        self.expectations.expect_deletions(key, [key_of(p) for p in victims])
-
-        async def delete_one(pod: Obj) -> None:
-            try:
-                await self.client.delete(
-                    POD,
-                    meta.name(pod),
-                    meta.namespace(pod),
-                    preconditions={"uid": pod["metadata"]["uid"]},
-                )
-            except errors.StatusError as e:
-                self.expectations.deletion_observed(key, key_of(pod))
-                if isinstance(e, errors.NotFound):
-                    return
-                self.events.warning(rs, "FailedDelete", f"Error deleting: {e.message}")
-                raise
-            self.events.normal(rs, "SuccessfulDelete", f"Deleted pod: {meta.name(pod)}")
-
-        results = await asyncio.gather(*(delete_one(p) for p in victims), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        await self.delete_pods(rs, key, victims)
 
     def _related_pods(self, rs: Obj, owned: list[Obj]) -> list[Obj]:
         """The active pods of every ReplicaSet with the same controlling owner (a Deployment's).

@@ -41,18 +41,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from nanokube.api import errors, meta, selectors
+from nanokube.api import errors, meta
 from nanokube.api.patch_json import copy_json
 from nanokube.api.resources.apps import CONTROLLER_REVISION, STATEFUL_SET
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_storage import PERSISTENT_VOLUME_CLAIM
-from nanokube.client.cache import key_of, split_key
+from nanokube.client.cache import key_of
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers import ownership, pods, revisions
 from nanokube.controllers import statefulset_pods as sp
-from nanokube.controllers.base import Controller
-from nanokube.controllers.expectations import Expectations
+from nanokube.controllers.base import PodOwnerController
 from nanokube.controllers.status import write_status
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class _Plan:
     condemned: list[Obj] = field(default_factory=list)  # beyond the range, highest first
 
 
-class StatefulSetController(Controller):
+class StatefulSetController(PodOwnerController):
     name = "statefulset-controller"
     workers = 5  # upstream's --concurrent-statefulset-syncs
 
@@ -82,8 +81,6 @@ class StatefulSetController(Controller):
         self.revisions = self.watch(informers.informer(CONTROLLER_REVISION))
         # Existing claims, so a claim is created only when missing.
         self.claims = self.watch(informers.informer(PERSISTENT_VOLUME_CLAIM))
-        # Pod creates and deletes asked for and not yet seen, by StatefulSet key.
-        self.expectations = Expectations()
         self.enqueue_events(self.sets, self.expectations)
         ownership.OwnedEvents(
             self.sets, self.enqueue, expectations=self.expectations, adopters=self._adopters
@@ -98,16 +95,12 @@ class StatefulSetController(Controller):
     # -- reconcile -----------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        namespace, name = split_key(key)
-        cached = self.sets.get(name, namespace)
-        if cached is None:
-            self.expectations.forget(key)
+        sts = self.cached_owner(self.sets, key)
+        if sts is None:
             return
-        sts = copy_json(cached)
-        try:
-            selector = selectors.label_selector_from_object((sts.get("spec") or {}).get("selector"))
-        except errors.StatusError as e:
-            log.warning("invalid selector statefulset=%s error=%s", key, e)
+        namespace = meta.namespace(sts)
+        selector = self.owner_selector(sts, key)
+        if selector is None:
             return
         needs_sync = self.expectations.satisfied(key)
         check = ownership.owner_checker(self.client, STATEFUL_SET, sts)
@@ -138,14 +131,7 @@ class StatefulSetController(Controller):
         await revisions.truncate_history(self.client, sts, history, in_use)
         if step_error is not None:
             raise step_error
-        self._recheck_availability(key, sts, owned)
-
-    def _recheck_availability(self, key: str, sts: Obj, owned: list[Obj]) -> None:
-        """Come back when the next ready pod has been ready for minReadySeconds."""
-        min_ready = (sts.get("spec") or {}).get("minReadySeconds") or 0
-        waits = [w for p in owned if (w := pods.available_in(p, min_ready)) is not None]
-        if waits:
-            self.queue.add_after(key, min(waits) + 0.1)
+        self.requeue_for_availability(key, sts, owned)
 
     def plan(self, sts: Obj, owned: list[Obj]) -> _Plan:
         """Place each pod at its ordinal; pods beyond the range are condemned."""
