@@ -19,9 +19,9 @@ upstream's ``SyncPod`` with ``computePodActions`` folded in:
    exit;
 6. then the app containers start, and restart per ``restartPolicy`` with
    CrashLoopBackOff (podstart.py);
-7. once the pod is terminal (Succeeded/Failed) its sidecars are stopped and its
-   network released; the exited containers stay for their logs until the pod is
-   deleted;
+7. once the pod is terminal (Succeeded/Failed, or Failed with DeadlineExceeded when
+   ``activeDeadlineSeconds`` ran out) what still runs is stopped and its network
+   released; the exited containers stay for their logs until the pod is deleted;
 8. the status is computed (status.py) and written if it changed.
 
 Each instance kept per container: the latest and the one before it (``lastState``);
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nanokube.api import errors
+from nanokube.api import errors, meta
 from nanokube.api.resources.core import POD, SECRET
 from nanokube.client.events import EventRecorder
 from nanokube.client.interface import Client
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 RETRY_AFTER_ERROR = 1.0
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 
 
 @dataclass
@@ -191,18 +192,32 @@ class PodWorker:
                 await self._write_status({})
             return False
         instances = await self._instances()
-        if not terminal:
+        view_extra: dict[str, Any] = {}
+        if not terminal and self._past_deadline():
+            self.event("Normal", "DeadlineExceeded", DEADLINE_MESSAGE)
+            view_extra["failed"] = ("DeadlineExceeded", DEADLINE_MESSAGE)
+            await self._finish(instances)
+        elif not terminal:
             await self._kill_unhealthy(instances)
             instances = await self._instances()
             view_extra = await self._drive(instances)
             instances = await self._instances()
-        else:
-            view_extra = {}
-        view = self._view(instances, **view_extra)
-        computed = podstatus.compute(self.pod, view)
-        if computed["phase"] in ("Succeeded", "Failed") and not terminal:
-            await self._finish(instances)
-        await self._write_status(view_extra, view)
+            view = self._view(instances, **view_extra)
+            if podstatus.compute(self.pod, view)["phase"] in ("Succeeded", "Failed"):
+                await self._finish(instances)
+        await self._write_status(view_extra)
+        return False
+
+    def _past_deadline(self) -> bool:
+        """``activeDeadlineSeconds`` counted from the pod's start; arms a timer if not yet."""
+        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if deadline is None:
+            return False
+        start = (self.pod.get("status") or {}).get("startTime")
+        due = (meta.parse_time(start) if start else self.first_seen) + float(deadline)
+        if time.time() >= due:
+            return True
+        self.wake_at(due)
         return False
 
     # --- sandbox and instances ---------------------------------------------------------
@@ -394,9 +409,8 @@ class PodWorker:
             **extra,
         )
 
-    async def _write_status(self, extra: dict[str, Any], view: Any = None) -> None:
-        if view is None:
-            view = self._view(await self._instances(), **extra)
+    async def _write_status(self, extra: dict[str, Any]) -> None:
+        view = self._view(await self._instances(), **extra)
         status = podstatus.compute(self.pod, view)
         written = await self.deps.status.update(self.pod, status)
         if written is not None:

@@ -97,6 +97,8 @@ class PodView:
     """An init container failed and ``restartPolicy: Never`` forbids a retry."""
     stopped_for_deletion: bool = False
     """Every container was stopped because the pod is being deleted."""
+    failed: tuple[str, str] | None = None
+    """(reason, message) of a pod the kubelet failed as a whole (DeadlineExceeded)."""
 
 
 def _terminated(s: ContainerStatus) -> Obj:
@@ -167,7 +169,7 @@ def _stopped(c: ContainerView) -> bool:
 def phase(spec: Obj, view: PodView) -> str:
     """Upstream's ``getPhase``."""
     policy = spec.get("restartPolicy") or "Always"
-    if view.init_failed:
+    if view.init_failed or view.failed:
         return "Failed"
     pending_init = any(not (c.started if c.sidecar else c.succeeded) for c in view.init)
     if pending_init and not any(c.latest for c in view.containers):
@@ -275,6 +277,8 @@ def compute(pod: Obj, view: PodView, now: float | None = None) -> Obj:
             for c in view.containers
         ],
     }
+    if view.failed:
+        status["reason"], status["message"] = view.failed
     pod_ip = view.pod_ip or old.get("podIP") or ""
     if pod_ip:
         status["podIP"] = pod_ip

@@ -278,3 +278,16 @@ async def test_unpullable_image_is_err_image_pull_then_back_off(node: Node):
     assert ("Pulling", 'Pulling image "registry.invalid/nope:1"') in reasons
     assert ("Failed", "Error: ErrImagePull") in reasons
     assert ("BackOff", 'Back-off pulling image "registry.invalid/nope:1"') in reasons
+
+
+async def test_active_deadline_fails_the_pod(node: Node):
+    await node.create_pod(pod_of("deadline", sh("c", "sleep 1000"), activeDeadlineSeconds=1))
+    pod = await node.wait_pod("deadline", lambda p: phase(p) == "Failed")
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert (
+        pod["status"]["message"] == "Pod was active on the node longer than the specified deadline"
+    )
+    pod = await node.wait_pod(
+        "deadline", lambda p: "terminated" in container_status(p, "c")["state"]
+    )
+    assert container_status(pod, "c")["state"]["terminated"]["exitCode"] in (137, 143)
