@@ -12,7 +12,6 @@ subcommand without slowing down other commands.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -63,6 +62,8 @@ def add_parser(
 
 def run(opts: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the parsed ``nanokube images`` command; returns the exit code."""
+    import asyncio
+
     from nanokube.runtime.images import ImageStore
 
     store = ImageStore(images_dir(opts.data_dir))

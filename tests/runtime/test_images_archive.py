@@ -16,7 +16,7 @@ from pathlib import Path
 import imagebuild
 import pytest
 
-from nanokube.runtime.images import ImageStore, PullError
+from nanokube.runtime.images import ArchiveError, ImageStore
 
 pytestmark = [
     pytest.mark.skipif(
@@ -138,9 +138,9 @@ async def test_corrupt_blob_is_refused_and_nothing_is_recorded(
     archive = imagebuild.write_oci_archive(tmp_path / "bad.tar", bb, "bad:1")
     layer = "blobs/sha256/" + imagebuild.digest(bb.layers[1])[7:]
     rewrite(archive, layer, lambda _: gzip.compress(b"not what the digest says"))
-    with pytest.raises(PullError, match="has digest") as err:
+    with pytest.raises(ArchiveError, match="has digest") as err:
         await store.import_archive(archive)
-    assert str(err.value).startswith(f'failed to pull and unpack image "{archive}"')
+    assert str(err.value).startswith(f'failed to import image archive "{archive}": ')
     assert store.list_images() == []
     assert os.listdir(store.tmp) == []
 
@@ -149,16 +149,16 @@ async def test_not_an_image_archive(store: ImageStore, tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     with tarfile.open(junk, "w") as tar:
         tar.addfile(tarfile.TarInfo("hello"), io.BytesIO(b""))
-    with pytest.raises(PullError, match="neither a docker save archive"):
+    with pytest.raises(ArchiveError, match="neither a docker save archive"):
         await store.import_archive(junk)
     (tmp_path / "text.tar").write_text("hello")
-    with pytest.raises(PullError, match="not a tar archive"):
+    with pytest.raises(ArchiveError, match="not a tar archive"):
         await store.import_archive(tmp_path / "text.tar")
     good = imagebuild.write_docker_archive(
         tmp_path / "cut.tar.gz", [(imagebuild.busybox_image(), ["x:1"])], compress=True
     )
     good.write_bytes(good.read_bytes()[:5000])
-    with pytest.raises(PullError, match="not a tar archive"):
+    with pytest.raises(ArchiveError, match="not a tar archive"):
         await store.import_archive(good)
 
 

@@ -79,7 +79,7 @@ def test_import_of_a_bad_file_fails(tmp_path: Path) -> None:
     (tmp_path / "bad.tar").write_text("nope")
     code, out, err = nanokube_images(tmp_path, "import", str(tmp_path / "bad.tar"))
     assert code == 1 and out == ""
-    assert err.startswith(f'error: failed to pull and unpack image "{tmp_path / "bad.tar"}"')
+    assert err.startswith(f'error: failed to import image archive "{tmp_path / "bad.tar"}"')
 
 
 @pytest.mark.parametrize(

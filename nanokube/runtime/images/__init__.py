@@ -7,6 +7,7 @@ behind it: `reference` (names), `registry` and `pull` (the distribution API),
 """
 
 from nanokube.runtime.images.errors import (
+    ArchiveError,
     ContentError,
     ImageError,
     ImageInUse,
@@ -20,6 +21,7 @@ from nanokube.runtime.images.registry import credentials_from_dockerconfig
 from nanokube.runtime.images.store import GCResult, ImageStore
 
 __all__ = [
+    "ArchiveError",
     "ContentError",
     "GCResult",
     "Image",

@@ -8,6 +8,8 @@
   - `PullError`: a pull or an import failed (the kubelet's ``ErrImagePull``); the
     message is the whole story, as containerd words it:
     ``failed to pull and unpack image "REF": REASON``
+  - `ArchiveError`: an archive could not be imported
+    (``failed to import image archive "PATH": REASON``)
   - `ContentError`: stored or received content is not what its digest or format says
     (digest mismatch, unknown media type, a layer entry escaping its directory)
 """
@@ -45,3 +47,12 @@ class PullError(ImageError):
         self.not_found = not_found
         """The registry said the name or tag does not exist (not an auth or network
         failure), so retrying will not help until someone pushes it."""
+
+
+class ArchiveError(ImageError):
+    """A failed import of the archive at `path`; `reason` is what went wrong."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f'failed to import image archive "{path}": {reason}')
+        self.path = path
+        self.reason = reason

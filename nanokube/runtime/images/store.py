@@ -40,6 +40,7 @@ from nanokube.runtime.images import archive, index, layers, pull
 from nanokube.runtime.images import manifest as mf
 from nanokube.runtime.images.blobs import BlobStore, hex_of
 from nanokube.runtime.images.errors import (
+    ArchiveError,
     ContentError,
     ImageInUse,
     ImageNotFound,
@@ -199,14 +200,15 @@ class ImageStore:
         return image
 
     async def import_archive(self, path: str | os.PathLike[str]) -> list[Image]:
-        """Import a ``docker save`` or OCI layout archive (compressed or not)."""
+        """Import a ``docker save`` or OCI layout archive (compressed or not); raises
+        `ArchiveError`."""
         path = Path(path)
         self._busy += 1
         try:
             contents = await asyncio.to_thread(archive.read_archive, path, self.blobs)
             images = [await self._commit(c, str(path)) for c in contents]
         except (ContentError, OSError) as e:
-            raise PullError(str(path), str(e)) from None
+            raise ArchiveError(str(path), str(e)) from None
         finally:
             self._busy -= 1
         for image in images:
@@ -227,7 +229,7 @@ class ImageStore:
                 continue
             try:
                 imported += await self.import_archive(file)
-            except PullError as e:
+            except ArchiveError as e:
                 log.error("cannot import archive=%s: %s", file, e.reason)
                 continue
             with self.record.update() as doc:
@@ -299,7 +301,7 @@ class ImageStore:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        log.info(
+        log.debug(
             "unpacked layer blob=%s chain=%s bytes=%d seconds=%.3f",
             blob,
             target.name[:12],
