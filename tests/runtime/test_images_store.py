@@ -151,6 +151,9 @@ async def test_record_survives_a_restart_and_leftovers_are_cleaned(
     assert len(reopened.list_images()) == 3
 
 
+@pytest.mark.skipif(
+    "overlay" not in open("/proc/filesystems").read(), reason="needs overlayfs in /proc/filesystems"
+)
 async def test_a_mounted_image_is_never_deleted(store: ImageStore, tmp_path: Path) -> None:
     from nanokube.runtime.oci import linux
 

@@ -123,9 +123,9 @@ def unpack(stream: BinaryIO | IO[bytes], dest: Path, lower: list[Path]) -> Unpac
         with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 size += _apply(tar, member, dest, lower, dirs)
+        hashing.drain()  # the end-of-archive padding counts towards the diff id
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise ContentError(f"bad layer tar: {e or type(e).__name__}") from None
-    hashing.drain()
     # Directory times last: creating their entries changed them.
     for path, member in reversed(dirs):
         os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
