@@ -54,6 +54,8 @@ class KubeletConfig:
     backoff_base: float = DEFAULT_BASE
     backoff_cap: float = DEFAULT_CAP
     config_retry: float = 10.0
+    root_dir: str = ""
+    """Where the kubelet keeps per-pod files (termination messages); empty: disabled."""
 
 
 class Kubelet:
@@ -86,6 +88,7 @@ class Kubelet:
             cluster_domain=config.cluster_domain,
             node_allocatable=dict(config.node_allocatable),
             config_retry=config.config_retry,
+            root_dir=config.root_dir,
         )
         self.informer = Informer(client, POD, field_selector=f"spec.nodeName={config.node_name}")
         self.workers: dict[str, PodWorker] = {}

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nanokube.kubelet import lifecycle, podconfig
+from nanokube.kubelet import lifecycle, podconfig, termination
 from nanokube.kubelet.probes import ProbeTarget
 from nanokube.kubelet.services import ImagePullError, ResolvedImage
 from nanokube.runtime.contract import ContainerStatus, RuntimeFailure
@@ -148,6 +148,9 @@ async def start(w: PodWorker, container: Obj, previous: ContainerStatus | None) 
         config = podconfig.container_config(
             w.pod, container, image.layers, image.config, env, w.volume_paths or {}, attempt
         )
+        message_file = termination.prepare(w.deps.root_dir, w.uid, container, attempt)
+        if message_file is not None:
+            config.mounts.append(message_file)
     except podconfig.ContainerConfigError as e:
         w.waiting[name] = ("CreateContainerConfigError", str(e))
         w.event("Warning", "Failed", f"Error: {e}")

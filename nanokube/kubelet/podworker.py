@@ -44,7 +44,7 @@ from nanokube.api import errors, meta
 from nanokube.api.resources.core import POD, SECRET
 from nanokube.client.events import EventRecorder
 from nanokube.client.interface import Client
-from nanokube.kubelet import lifecycle, podconfig, podstart
+from nanokube.kubelet import lifecycle, podconfig, podstart, termination
 from nanokube.kubelet import status as podstatus
 from nanokube.kubelet.backoff import Backoff
 from nanokube.kubelet.probes import ProbeManager, ProbeTarget
@@ -83,6 +83,8 @@ class WorkerDeps:
     node_allocatable: dict[str, str] = field(default_factory=dict)
     config_retry: float = 10.0
     """Seconds before retrying a container whose config could not be built."""
+    root_dir: str = ""
+    """The kubelet's own files (termination message files); empty: none."""
     started_at: float = field(default_factory=time.time)
     """When this agent started: containers running before it are re-adopted."""
 
@@ -381,6 +383,9 @@ class PodWorker:
 
         def view(c: Obj) -> podstatus.ContainerView:
             items = instances.get(c["name"]) or []
+            for item in items:
+                if item.state == "exited" and not item.message:
+                    item.message = termination.read(self.deps.root_dir, self.uid, c, item)
             latest = items[-1] if items else None
             previous = items[-2] if len(items) > 1 else None
             waiting = self.waiting.get(c["name"])
@@ -477,6 +482,7 @@ class PodWorker:
                 with contextlib.suppress(NotFound):
                     await self.deps.runtime.remove_sandbox(s.id)
         self.sandbox = None
+        termination.remove_pod(self.deps.root_dir, self.uid)
         for directory in log_dirs:  # /var/log/pods/NS_NAME_UID, as upstream removes it
             if directory.endswith(self.uid):
                 shutil.rmtree(directory, ignore_errors=True)

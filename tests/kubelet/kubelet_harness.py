@@ -230,6 +230,7 @@ async def node(busybox_rootfs: Path, tmp_path: Path) -> AsyncIterator[Node]:
         backoff_base=1.0,
         backoff_cap=4.0,
         config_retry=1.0,
+        root_dir=str(tmp_path / "kubelet"),
     )
     runtime = make_runtime(tmp_path)
     kubelet = new_kubelet(client, runtime, images, volumes, config)

@@ -12,6 +12,7 @@ API reaches the process.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 from kubelet_harness import (  # noqa: F401  (fixtures)
@@ -23,7 +24,7 @@ from kubelet_harness import (  # noqa: F401  (fixtures)
     node,
 )
 
-from nanokube.api.resources.core import CONFIG_MAP, SECRET
+from nanokube.api.resources.core import CONFIG_MAP, POD, SECRET
 
 
 def phase(pod: dict) -> str:
@@ -291,3 +292,31 @@ async def test_active_deadline_fails_the_pod(node: Node):
         "deadline", lambda p: "terminated" in container_status(p, "c")["state"]
     )
     assert container_status(pod, "c")["state"]["terminated"]["exitCode"] in (137, 143)
+
+
+async def test_termination_messages_from_the_file_or_the_log(node: Node):
+    await node.create_pod(
+        pod_of(
+            "msgs",
+            sh("file", "echo 'all done' > /dev/termination-log; exit 0"),
+            sh(
+                "logs",
+                "echo first; echo last words; exit 5",
+                terminationMessagePolicy="FallbackToLogsOnError",
+            ),
+            sh("custom", "echo custom > /tmp/msg; exit 0", terminationMessagePath="/tmp/msg"),
+            restartPolicy="Never",
+        )
+    )
+    pod = await node.wait_pod("msgs", lambda p: phase(p) == "Failed")
+    assert container_status(pod, "file")["state"]["terminated"]["message"] == "all done\n"
+    assert container_status(pod, "logs")["state"]["terminated"]["message"] == "first\nlast words"
+    assert container_status(pod, "custom")["state"]["terminated"]["message"] == "custom\n"
+    await node.client.delete(POD, "msgs", "default")
+    await node.wait_gone("msgs")
+    files = node.base / "kubelet" / "pods" / pod["metadata"]["uid"]
+    for _ in range(100):  # a terminal pod is deleted at once; the kubelet cleans up after
+        if not files.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not files.exists()
