@@ -255,6 +255,7 @@ async def test_env_from_config_maps_secrets_and_the_downward_api(node: Node, tmp
     for _ in range(100):
         if (out / "env").exists() and (out / "env").read_text():
             break
+        await asyncio.sleep(0.05)
     lines = set((out / "env").read_text().splitlines())
     assert {"TOKEN=s3cret", "POD=envs", "CFG_MODE=fast", "MEM=2048"} <= lines
     assert f"IP={pod['status']['podIP']}" in lines
