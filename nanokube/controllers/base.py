@@ -82,6 +82,15 @@ class Controller:
     def enqueue_after(self, obj: Obj, delay: float) -> None:
         self.queue.add_after(key_of(obj), delay)
 
+    def cached_copy(self, informer: Informer, key: str) -> Obj | None:
+        """A copy of the cached object of `key` for reconcile to work on, or None when gone.
+
+        The cache's objects are shared by every controller: they are never edited.
+        """
+        namespace, name = split_key(key)
+        cached = informer.get(name, namespace)
+        return copy_json(cached) if cached is not None else None
+
     def enqueue_events(self, informer: Informer, expectations: Expectations | None = None) -> None:
         """Reconcile `informer`'s objects (the kind this controller owns) on every event.
 
@@ -202,12 +211,10 @@ class PodOwnerController(Controller):
 
     def cached_owner(self, owners: Informer, key: str) -> Obj | None:
         """A copy of the cached owner to work on; None when it is gone (expectations dropped)."""
-        namespace, name = split_key(key)
-        cached = owners.get(name, namespace)
-        if cached is None:
+        owner = self.cached_copy(owners, key)
+        if owner is None:
             self.expectations.forget(key)
-            return None
-        return copy_json(cached)
+        return owner
 
     def owner_selector(self, owner: Obj, key: str) -> selectors.LabelSelector | None:
         """The owner's pod selector, or None (logged) when it does not parse: nothing to do."""

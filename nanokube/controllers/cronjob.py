@@ -38,7 +38,7 @@ from nanokube.api import cron, errors, meta
 from nanokube.api.patch_json import copy_json
 from nanokube.api.resources.batch_cronjob import CRON_JOB
 from nanokube.api.resources.batch_job import JOB
-from nanokube.client.cache import by_owner_uid, split_key
+from nanokube.client.cache import by_owner_uid
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers import ownership
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-OWNER_INDEX = "owner-uid"
 SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 # upstream warns when more runs than this were missed.
 MAX_MISSED = 100
@@ -124,7 +123,9 @@ class CronJobController(Controller):
         # The CronJobs to reconcile.
         self.cronjobs = self.watch(informers.informer(CRON_JOB))
         # Their Jobs, indexed by owner so a CronJob's Jobs are one lookup.
-        self.jobs = self.watch(informers.informer(JOB, indexers={OWNER_INDEX: by_owner_uid}))
+        self.jobs = self.watch(
+            informers.informer(JOB, indexers={ownership.OWNER_INDEX: by_owner_uid})
+        )
         # The clock (aware datetimes): an attribute so tests can move time.
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.enqueue_events(self.cronjobs)
@@ -133,17 +134,10 @@ class CronJobController(Controller):
     # -- reconcile ---------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        namespace, name = split_key(key)
-        cached = self.cronjobs.get(name, namespace)
-        if cached is None:
+        cronjob = self.cached_copy(self.cronjobs, key)
+        if cronjob is None:
             return
-        cronjob = copy_json(cached)
-        uid = cronjob["metadata"]["uid"]
-        jobs = [
-            j
-            for j in self.jobs.by_index(OWNER_INDEX, uid)
-            if (ownership.controller_ref(j) or {}).get("uid") == uid
-        ]
+        jobs = ownership.controlled_by(self.jobs, cronjob["metadata"]["uid"])
         original = copy_json(cronjob.get("status") or {})
         requeue = await self.sync_cronjob(cronjob, jobs)
         status = cronjob.get("status") or {}

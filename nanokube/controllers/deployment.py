@@ -32,7 +32,7 @@ from nanokube.api import errors, meta, selectors
 from nanokube.api.patch_json import copy_json
 from nanokube.api.resources.apps import DEPLOYMENT, REPLICA_SET
 from nanokube.api.resources.core import POD
-from nanokube.client.cache import by_owner_uid, key_of, split_key
+from nanokube.client.cache import by_owner_uid, key_of
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers import deployment_rollout as rollout
@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-OWNER_INDEX = "owner-uid"
-
 
 class DeploymentController(Controller):
     name = "deployment-controller"
@@ -59,10 +57,12 @@ class DeploymentController(Controller):
         self.deployments = self.watch(informers.informer(DEPLOYMENT))
         # Their ReplicaSets, whose statuses are the Deployment's observed state.
         self.replica_sets = self.watch(
-            informers.informer(REPLICA_SET, indexers={OWNER_INDEX: by_owner_uid})
+            informers.informer(REPLICA_SET, indexers={ownership.OWNER_INDEX: by_owner_uid})
         )
         # Pods: Recreate waits until every old pod has stopped.
-        self.pods = self.watch(informers.informer(POD, indexers={OWNER_INDEX: by_owner_uid}))
+        self.pods = self.watch(
+            informers.informer(POD, indexers={ownership.OWNER_INDEX: by_owner_uid})
+        )
         self.enqueue_events(self.deployments)
         # ReplicaSet events: a ReplicaSet being deleted still counts until it is gone.
         ownership.OwnedEvents(
@@ -82,11 +82,9 @@ class DeploymentController(Controller):
     # -- reconcile -----------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        namespace, name = split_key(key)
-        cached = self.deployments.get(name, namespace)
-        if cached is None:
+        d = self.cached_copy(self.deployments, key)
+        if d is None:
             return
-        d = copy_json(cached)
         selector_obj = (d.get("spec") or {}).get("selector")
         if (
             selector_obj is not None
@@ -132,14 +130,10 @@ class DeploymentController(Controller):
 
     def pod_map(self, d: Obj, rs_list: list[Obj]) -> dict[str, list[Obj]]:
         """The Deployment's pods by the uid of the ReplicaSet that controls them."""
-        by_uid: dict[str, list[Obj]] = {rs["metadata"]["uid"]: [] for rs in rs_list}
-        for uid, pods in by_uid.items():
-            pods.extend(
-                p
-                for p in self.pods.by_index(OWNER_INDEX, uid)
-                if (ownership.controller_ref(p) or {}).get("uid") == uid
-            )
-        return by_uid
+        return {
+            rs["metadata"]["uid"]: ownership.controlled_by(self.pods, rs["metadata"]["uid"])
+            for rs in rs_list
+        }
 
     def is_scaling_event(self, d: Obj, rs_list: list[Obj]) -> bool:
         """`spec.replicas` differs from what an active ReplicaSet was sized for."""

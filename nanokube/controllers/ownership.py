@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
+# The informer index of objects by their owners' uids (`cache.by_owner_uid`): one
+# name, so controllers sharing an informer share the index.
+OWNER_INDEX = "owner-uid"
+
 
 def controller_ref(obj: Obj) -> Obj | None:
     """The owner reference with `controller: true`, or None."""
@@ -51,6 +55,15 @@ def controller_ref(obj: Obj) -> Obj | None:
         if ref.get("controller"):
             return ref
     return None
+
+
+def controlled_by(informer: Informer, uid: str) -> list[Obj]:
+    """The cached objects that the owner with `uid` controls (`informer` has `OWNER_INDEX`)."""
+    return [
+        obj
+        for obj in informer.by_index(OWNER_INDEX, uid)
+        if (controller_ref(obj) or {}).get("uid") == uid
+    ]
 
 
 def resolve(owners: Informer, obj: Obj) -> Obj | None:

@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-OWNER_INDEX = "owner-uid"
 # upstream's BurstReplicas: the most pods created or deleted in one round.
 BURST_REPLICAS = 500
 # upstream's SlowStartInitialBatchSize.
@@ -113,10 +112,12 @@ class ReplicaSetController(PodOwnerController):
         super().__init__(client, informers)
         # The ReplicaSets to reconcile, and their sibling lookup by owning Deployment.
         self.replica_sets = self.watch(
-            informers.informer(REPLICA_SET, indexers={OWNER_INDEX: by_owner_uid})
+            informers.informer(REPLICA_SET, indexers={ownership.OWNER_INDEX: by_owner_uid})
         )
         # Pods, indexed by owner so a ReplicaSet's pods are one lookup.
-        self.pods = self.watch(informers.informer(POD, indexers={OWNER_INDEX: by_owner_uid}))
+        self.pods = self.watch(
+            informers.informer(POD, indexers={ownership.OWNER_INDEX: by_owner_uid})
+        )
         self.burst_replicas = BURST_REPLICAS
         self.enqueue_events(self.replica_sets, self.expectations)
         # Pod events: upstream's full rules, a pod being deleted counting as gone.
@@ -199,12 +200,12 @@ class ReplicaSetController(PodOwnerController):
         if ref is None:
             return owned
         related: list[Obj] = []
-        for sibling in self.replica_sets.by_index(OWNER_INDEX, ref.get("uid", "")):
+        for sibling in self.replica_sets.by_index(ownership.OWNER_INDEX, ref.get("uid", "")):
             if meta.namespace(sibling) != meta.namespace(rs):
                 continue
             related += [
                 p
-                for p in self.pods.by_index(OWNER_INDEX, sibling["metadata"]["uid"])
+                for p in self.pods.by_index(ownership.OWNER_INDEX, sibling["metadata"]["uid"])
                 if pods.is_active(p)
             ]
         return related
