@@ -5,6 +5,7 @@
 - Priority: a pod's priorityClassName resolved into `spec.priority` (`priority`).
 - DefaultTolerationSeconds: pods tolerate not-ready/unreachable nodes for 300 s
   (`tolerations`).
+- DefaultStorageClass: claims without a class get the default one (`storageclass`).
 - Service IP allocation: a Service of type ClusterIP/NodePort/LoadBalancer gets
   a free IP of the service network (and NodePorts a free port), as upstream's
   service registry allocates them.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nanokube.api import errors
 from nanokube.api.kinds import Kind
-from nanokube.apiserver import priority, tolerations
+from nanokube.apiserver import priority, storageclass, tolerations
 
 if TYPE_CHECKING:
     from nanokube.apiserver.rest import ResourceStore
@@ -57,6 +58,8 @@ async def on_create(registry: ResourceStore, kind: Kind, obj: Obj) -> None:
     elif _is(kind, "Pod"):
         await priority.resolve_priority(registry, obj)
         tolerations.default_tolerations(obj)
+    elif _is(kind, "PersistentVolumeClaim"):
+        await storageclass.default_storage_class(registry, obj)
 
 
 def _used_service_addresses(registry: ResourceStore) -> tuple[set[str], set[int]]:

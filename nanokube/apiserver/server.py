@@ -24,7 +24,16 @@ from nanokube.api import errors
 from nanokube.api.kinds import Registry
 from nanokube.api.options import WriteOptions
 from nanokube.api.resources import builtin_kinds
-from nanokube.apiserver import binding, codec, discovery, metrics, openapi, requestinfo
+from nanokube.apiserver import (
+    binding,
+    codec,
+    discovery,
+    eviction,
+    metrics,
+    openapi,
+    requestinfo,
+    streaming,
+)
 from nanokube.apiserver.handlers import ResourceHandler
 from nanokube.apiserver.rest import ResourceStore
 from nanokube.apiserver.watchcache import WatchCache
@@ -47,6 +56,11 @@ class APIServerConfig:
     key_file: str = ""
     client_ca_file: str = ""  # CA that signs client certificates (x509 authentication)
     service_cidr: str = "10.43.0.0/16"
+    # Towards node agents (logs, exec, port-forward): our client certificate, and
+    # the CA that signed the agents' serving certificates.
+    kubelet_client_cert_file: str = ""
+    kubelet_client_key_file: str = ""
+    kubelet_ca_file: str = ""
 
 
 @dataclass
@@ -66,7 +80,7 @@ class APIServer:
 
     def subresource_creators(self) -> dict[tuple[str, str], Any]:
         """POST subresources as plain functions, for the in-process client."""
-        return {("pods", "binding"): binding.bind}
+        return {("pods", "binding"): binding.bind, ("pods", "eviction"): eviction.evict}
 
 
 def version_info() -> dict[str, Any]:
@@ -108,6 +122,15 @@ def build_app(config: APIServerConfig) -> APIServer:
     resources = ResourceStore(config.store, cache, config.service_cidr)
     resource_handler = ResourceHandler(registry, resources)
     binding.register(resource_handler)
+    eviction.register(resource_handler)
+    streaming.register(
+        resource_handler,
+        streaming.node_dialer(
+            config.kubelet_ca_file, config.kubelet_client_cert_file, config.kubelet_client_key_file
+        )
+        if config.kubelet_client_cert_file
+        else streaming.NodeDialer(),
+    )
     disco = discovery.Discovery(registry)
     version_body = codec.json_response(version_info()).body
     tls = bool(config.cert_file)

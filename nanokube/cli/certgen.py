@@ -34,7 +34,13 @@ def ensure(tls: ClusterTLS, sans: list[str]) -> float:
     admin = _ensure_leaf(
         tls.admin, client_ca, now, _client_request("system:admin", ["system:masters"])
     )
-    return min(serving.not_valid_after_utc, admin.not_valid_after_utc).timestamp()
+    kubelet_client = _ensure_leaf(
+        tls.kubelet_client,
+        client_ca,
+        now,
+        _client_request("kube-apiserver-kubelet-client", ["system:masters"]),
+    )
+    return min(c.not_valid_after_utc for c in (serving, admin, kubelet_client)).timestamp()
 
 
 def sign_client_cert(

@@ -9,6 +9,8 @@ Layout under `DATA_DIR/tls/` (names as k3s uses them):
 - `client-ca.crt/.key`: the CA whose signatures the API server accepts as x509
   client authentication (CN = user, O = groups)
 - `client-admin.crt/.key`: the admin user (CN=system:admin, O=system:masters)
+- `client-kube-apiserver-kubelet.crt/.key`: the API server towards node agents
+  (CN=kube-apiserver-kubelet-client, O=system:masters), for logs/exec/port-forward
 
 Keys are EC P-256, not RSA-2048: every kubectl call makes a full handshake,
 and measured here (2 cores; asyncio `ssl` server, client certificate
@@ -78,6 +80,10 @@ class ClusterTLS:
         return self._pair("client-admin")
 
     @property
+    def kubelet_client(self) -> PathPair:
+        return self._pair("client-kube-apiserver-kubelet")
+
+    @property
     def manifest(self) -> Path:
         return self.dir / "manifest.json"
 
@@ -144,7 +150,7 @@ def sign_node_cert(tls: ClusterTLS, node_name: str) -> tuple[bytes, bytes]:
 
 def _file_stamps(tls: ClusterTLS) -> dict[str, list[int]]:
     stamps = {}
-    for pair in (tls.server_ca, tls.serving, tls.client_ca, tls.admin):
+    for pair in (tls.server_ca, tls.serving, tls.client_ca, tls.admin, tls.kubelet_client):
         for path in pair:
             st = path.stat()
             stamps[path.name] = [st.st_size, st.st_mtime_ns]

@@ -130,6 +130,9 @@ async def run_server(
             key_file=str(tls.serving[1]),
             client_ca_file=str(tls.client_ca[0]),
             service_cidr=options.service_cidr,
+            kubelet_client_cert_file=str(tls.kubelet_client[0]),
+            kubelet_client_key_file=str(tls.kubelet_client[1]),
+            kubelet_ca_file=str(tls.server_ca[0]),
         )
         api, runner = await start(config)
         client = InProcessClient(api.resources, patching.patch, api.subresource_creators())
@@ -191,6 +194,7 @@ def controller_options(options: ServerOptions, metrics: Any = None) -> Controlle
         cluster_cidr=options.cluster_cidr,
         node_monitor_grace_period=options.node_monitor_grace_period,
         metrics=metrics,
+        storage_dir=options.data_dir / "storage",
     )
 
 

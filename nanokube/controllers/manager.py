@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nanokube.client.informer import SharedInformerFactory
@@ -22,16 +23,21 @@ from nanokube.controllers.base import Controller
 from nanokube.controllers.cronjob import CronJobController
 from nanokube.controllers.daemonset import DaemonSetController
 from nanokube.controllers.deployment import DeploymentController
+from nanokube.controllers.disruption import DisruptionController
+from nanokube.controllers.endpoints import EndpointsController
+from nanokube.controllers.endpointslice import EndpointSliceController
 from nanokube.controllers.garbagecollector import GarbageCollector
 from nanokube.controllers.hpa import HorizontalController
 from nanokube.controllers.job import JobController
 from nanokube.controllers.job_ttl import TTLAfterFinishedController
+from nanokube.controllers.localpath import LocalPathProvisioner
 from nanokube.controllers.namespace import NamespaceController
 from nanokube.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, NodeIPAMController
 from nanokube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleOptions
 from nanokube.controllers.replicaset import ReplicaSetController
 from nanokube.controllers.serviceaccount import ServiceAccountController
 from nanokube.controllers.statefulset import StatefulSetController
+from nanokube.controllers.volumebinding import PersistentVolumeController
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,10 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "garbagecollector": GarbageCollector,
     "namespace": NamespaceController,
     "serviceaccount": ServiceAccountController,
+    "endpoint": EndpointsController,
+    "endpointslice": EndpointSliceController,
+    "persistentvolume-binder": PersistentVolumeController,
+    "disruption": DisruptionController,
 }
 
 
@@ -62,6 +72,8 @@ class ControllerManagerOptions:
     # in its process (the in-process client has no HTTP to reach it), else None:
     # read through the client from metrics.k8s.io.
     metrics: Any = None
+    # Where the local-path provisioner puts volumes (on the node that runs the pod).
+    storage_dir: Path = Path("/var/lib/nanokube/storage")
 
 
 def configured(options: ControllerManagerOptions) -> dict[str, ControllerFactory]:
@@ -69,6 +81,9 @@ def configured(options: ControllerManagerOptions) -> dict[str, ControllerFactory
     return {
         **CONTROLLERS,
         "nodeipam": lambda c, i: NodeIPAMController(c, i, cluster_cidr=options.cluster_cidr),
+        "local-path-provisioner": lambda c, i: LocalPathProvisioner(
+            c, i, storage_dir=options.storage_dir
+        ),
         "horizontalpodautoscaling": lambda c, i: HorizontalController(
             c, i, metrics=options.metrics
         ),

@@ -45,6 +45,8 @@ def test_first_start_creates_every_file_with_private_keys(tls: certs.ClusterTLS)
         "client-admin.key",
         "client-ca.crt",
         "client-ca.key",
+        "client-kube-apiserver-kubelet.crt",
+        "client-kube-apiserver-kubelet.key",
         "manifest.json",
         "server-ca.crt",
         "server-ca.key",

@@ -9,14 +9,14 @@ from nanokube.api import errors
 from nanokube.api.resources.apps import DEPLOYMENT
 from nanokube.api.resources.core import NAMESPACE, POD, SERVICE_ACCOUNT
 from nanokube.client.interface import Client
-from nanokube.controllers.manager import CONTROLLERS, ControllerManager
+from nanokube.controllers.manager import ControllerManager, ControllerManagerOptions, configured
 
 CLIENTS = ("in-process", "http")  # every test runs over both clients
 
 
 async def test_runs_every_controller(client: Client) -> None:
     manager = ControllerManager(client)
-    assert set(manager.controllers) == set(CONTROLLERS)
+    assert set(manager.controllers) == set(configured(ControllerManagerOptions()))
     manager.start()
     try:
         assert await manager.wait_for_sync(timeout=10)
