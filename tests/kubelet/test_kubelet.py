@@ -3,15 +3,19 @@
 
 Aspects: a pod with an app and a native sidecar sharing localhost and a host
 directory, its phases and conditions and container statuses; deletion stops it and
-removes it from the API; an agent restart (kill -9: no stop of containers) re-adopts
-running containers without restarting them and keeps restart counts; sandboxes of
-pods no longer bound here are removed at start.
+removes it from the API, with its log directory; an agent restart (in process, and a
+``kill -9`` of an agent process) re-adopts running containers without restarting them
+and keeps restart counts; an idle pod costs no status writes after a restart;
+sandboxes of pods no longer bound here are removed at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
+import sys
 
 from kubelet_harness import (  # noqa: F401  (fixtures)
     HOST_IP,
@@ -147,3 +151,74 @@ async def test_orphaned_sandboxes_are_removed_at_start(node: Node):
     )
     await node.restart_agent()
     assert orphan.id not in {s.id for s in await node.runtime.list_sandboxes()}
+
+
+AGENT = """
+import asyncio, json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from kubelet_harness import IMAGE, make_runtime
+from nanokube.client.http import HTTPClient
+from nanokube.kubelet.kubelet import Kubelet, KubeletConfig
+from nanokube.kubelet.services import HostPathVolumes, ResolvedImage, StaticImages
+from nanokube.runtime import testimage
+
+async def main():
+    base, url, rootfs, config = Path(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+    images = StaticImages({IMAGE: ResolvedImage([rootfs], testimage.IMAGE_CONFIG, "id")})
+    kubelet = Kubelet(
+        HTTPClient(url), make_runtime(base), images, HostPathVolumes(str(base / "volumes")),
+        KubeletConfig(**config),
+    )
+    await kubelet.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_kill_9_of_an_agent_process_leaves_containers_to_the_next(node: Node, busybox_rootfs):
+    await node.kubelet.stop()
+    config = dataclasses.asdict(node.config)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        AGENT,
+        os.path.dirname(__file__),
+        str(node.base),
+        f"http://127.0.0.1:{node.server.config.port}",
+        str(busybox_rootfs),
+        json.dumps(config),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"ready\n"
+        await node.create_pod(
+            {
+                "metadata": {"name": "survivor"},
+                "spec": {
+                    "containers": [
+                        {"name": "steady", "command": ["sleep", "1000"]},
+                        {"name": "crashy", "command": ["sh", "-c", "sleep 0.2; exit 3"]},
+                    ]
+                },
+            }
+        )
+        pod = await node.wait_pod(
+            "survivor", lambda p: container_status(p, "crashy").get("restartCount", 0) >= 1
+        )
+    finally:
+        proc.kill()
+        await proc.wait()
+    steady = container_status(pod, "steady")
+    by_id = {c.id: c for c in await node.runtime.list_containers()}
+    assert by_id[steady["containerID"].removeprefix("nanokube://")].state == "running"
+    restarts = container_status(await node.get_pod("survivor"), "crashy")["restartCount"]
+    await node.restart_agent()
+    pod = await node.wait_pod(
+        "survivor", lambda p: container_status(p, "crashy")["restartCount"] > restarts
+    )
+    assert container_status(pod, "steady")["containerID"] == steady["containerID"]
+    assert container_status(pod, "steady")["restartCount"] == 0
