@@ -106,16 +106,9 @@ class DaemonSetController(PodOwnerController):
         check = ownership.owner_checker(self.client, DAEMON_SET, ds)
         candidates = [p for p in self.pods.list(namespace) if pods.is_active(p) or _failed(p)]
         owned = await ownership.claim(self.client, POD, candidates, ds, DAEMON_SET, selector, check)
-        owned_revisions = await ownership.claim(
-            self.client,
-            CONTROLLER_REVISION,
-            self.revisions.list(namespace),
-            ds,
-            DAEMON_SET,
-            selector,
-            check,
+        history = await revisions.sync_history(
+            self.client, ds, DAEMON_SET, self.revisions.list(namespace), selector, check, None
         )
-        history = await revisions.sync_history(self.client, ds, DAEMON_SET, owned_revisions, None)
         hash_ = revisions.revision_hash(history.update)
         by_node: dict[str, list[Obj]] = {}
         for pod in owned:

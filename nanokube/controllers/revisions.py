@@ -14,7 +14,8 @@ ControllerRevision owned by it:
   revision made each pod: a StatefulSet's pods carry the revision's name, a
   DaemonSet's pods its hash (as upstream).
 
-`sync_history` is the step both controllers share: find or create the
+`sync_history` is the step both controllers share: claim the owner's
+revisions (adopting and releasing them as its pods), find or create the
 revision of the current template (a revision equal to an older one is reused
 and renumbered, as on a rollback), bump `collisionCount` when a different
 revision already holds the name, and report the current and update
@@ -28,6 +29,7 @@ stable within nanokube but not byte-equal to upstream's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ from nanokube.api import errors, meta
 from nanokube.api.kinds import Kind
 from nanokube.api.patch_json import copy_json
 from nanokube.api.resources.apps import CONTROLLER_REVISION
+from nanokube.api.selectors import LabelSelector
 from nanokube.client.interface import Client
 from nanokube.controllers import ownership
 from nanokube.controllers.deployment_util import compute_hash
@@ -127,15 +130,21 @@ async def sync_history(
     client: Client,
     owner: Obj,
     owner_kind: Kind,
-    owned: list[Obj],
+    candidates: list[Obj],
+    selector: LabelSelector,
+    can_adopt: Callable[[], Awaitable[None]],
     current_name: str | None,
 ) -> History:
-    """Find or create the revision of `owner`'s template; see the module docstring.
+    """Claim `owner`'s revisions, then find or create its template's; see the module docstring.
 
-    `owned` are the owner's revisions (already claimed); `current_name` is the
-    revision the owner's status calls current (StatefulSet), or None to take the
-    update revision as current when nothing else is known.
+    `candidates` are the revisions of the owner's namespace, claimed by its pod
+    `selector` as its pods are (`ownership.claim`); `current_name` is the
+    revision the owner's status calls current (StatefulSet), or None to take
+    the update revision as current when nothing else is known.
     """
+    owned = await ownership.claim(
+        client, CONTROLLER_REVISION, candidates, owner, owner_kind, selector, can_adopt
+    )
     revisions = sort_revisions(owned)
     collision_count = int((owner.get("status") or {}).get("collisionCount") or 0)
     next_number = (revisions[-1].get("revision", 0) if revisions else 0) + 1

@@ -5,10 +5,11 @@ As upstream's `pkg/controller/statefulset` (`stateful_set.go`,
 
 1. reads the StatefulSet from the cache (gone: forget it, done);
 2. claims its pods (members by name `<set>-<ordinal>` that match the selector,
-   adopting orphans, releasing strays) and its ControllerRevisions;
-3. syncs the revision history (`revisions.sync_history`): the *update*
-   revision holds the current template, the *current* revision is the one
-   named in `status.currentRevision`;
+   adopting orphans, releasing strays);
+3. claims its ControllerRevisions likewise and syncs the revision history
+   (`revisions.sync_history`): the *update* revision holds the current
+   template, the *current* revision is the one named in
+   `status.currentRevision`;
 4. unless it waits for pod events it expects or is being deleted, makes one
    step (`update_replicas`):
    - a finished (Succeeded/Failed) pod is deleted, to be recreated;
@@ -106,18 +107,15 @@ class StatefulSetController(PodOwnerController):
         check = ownership.owner_checker(self.client, STATEFUL_SET, sts)
         members = [p for p in self.pods.list(namespace) if sp.ordinal_of(sts, p) is not None]
         owned = await ownership.claim(self.client, POD, members, sts, STATEFUL_SET, selector, check)
-        owned_revisions = await ownership.claim(
-            self.client,
-            CONTROLLER_REVISION,
-            self.revisions.list(namespace),
-            sts,
-            STATEFUL_SET,
-            selector,
-            check,
-        )
         current_name = (sts.get("status") or {}).get("currentRevision")
         history = await revisions.sync_history(
-            self.client, sts, STATEFUL_SET, owned_revisions, current_name
+            self.client,
+            sts,
+            STATEFUL_SET,
+            self.revisions.list(namespace),
+            selector,
+            check,
+            current_name,
         )
         step_error: Exception | None = None
         if needs_sync and not sts["metadata"].get("deletionTimestamp"):
