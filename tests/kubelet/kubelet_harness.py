@@ -70,7 +70,9 @@ def free_port() -> int:
         return port
 
 
-def make_runtime(base: Path) -> OCIRuntime:
+def make_runtime(base: Path, owner: int = 0) -> OCIRuntime:
+    """The runtime over `base`; cgroups under ``/nanokube-kltest-<owner>`` (the test
+    process by default, also for an agent process the test starts)."""
     network = CNI(
         NetworkConfig(
             subnet=SUBNET,
@@ -85,7 +87,7 @@ def make_runtime(base: Path) -> OCIRuntime:
         state_dir=str(base / "run"),
         data_dir=str(base / "data"),
         log_dir=str(base / "logs"),
-        cgroup_root=f"/nanokube-kltest-{os.getpid()}",
+        cgroup_root=f"/nanokube-kltest-{owner or os.getpid()}",
     )
     return OCIRuntime(network, paths)
 

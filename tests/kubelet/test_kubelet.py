@@ -164,10 +164,11 @@ from nanokube.kubelet.services import HostPathVolumes, ResolvedImage, StaticImag
 from nanokube.runtime import testimage
 
 async def main():
-    base, url, rootfs, config = Path(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+    base, url, rootfs = Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+    config, owner = json.loads(sys.argv[5]), int(sys.argv[6])
     images = StaticImages({IMAGE: ResolvedImage([rootfs], testimage.IMAGE_CONFIG, "id")})
     kubelet = Kubelet(
-        HTTPClient(url), make_runtime(base), images, HostPathVolumes(str(base / "volumes")),
+        HTTPClient(url), make_runtime(base, owner), images, HostPathVolumes(str(base / "volumes")),
         KubeletConfig(**config),
     )
     await kubelet.start()
@@ -190,6 +191,7 @@ async def test_kill_9_of_an_agent_process_leaves_containers_to_the_next(node: No
         f"http://127.0.0.1:{node.server.config.port}",
         str(busybox_rootfs),
         json.dumps(config),
+        str(os.getpid()),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
