@@ -43,6 +43,7 @@ from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import Client
 from nanokube.controllers import ownership
 from nanokube.controllers.base import Controller
+from nanokube.controllers.job_util import finished_as
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,6 @@ SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 MAX_MISSED = 100
 # upstream requeues a little after the scheduled time, so the time has surely come.
 REQUEUE_SLACK = 0.1
-
-
-def job_finished(job: Obj) -> tuple[bool, str]:
-    """(finished, "Complete" or "Failed") from the Job's conditions."""
-    for cond in (job.get("status") or {}).get("conditions") or ():
-        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return True, cond["type"]
-    return False, ""
 
 
 def job_name(cronjob: Obj, scheduled: datetime) -> str:
@@ -254,7 +247,8 @@ class CronJobController(Controller):
         active = list(status.get("active") or [])
         uids = {ref.get("uid") for ref in active}
         for job in jobs:
-            finished, how = job_finished(job)
+            how = finished_as(job)
+            finished = bool(how)
             juid = job["metadata"]["uid"]
             if juid not in uids and not finished:
                 self.events.warning(
@@ -300,7 +294,7 @@ class CronJobController(Controller):
             limit = spec.get(limit_field)
             if limit is None:
                 continue
-            finished = [j for j in jobs if job_finished(j) == (True, kind)]
+            finished = [j for j in jobs if finished_as(j) == kind]
             finished.sort(key=_start_time)
             for job in finished[: max(len(finished) - int(limit), 0)]:
                 await self._delete_job(cronjob, meta.name(job))

@@ -272,12 +272,17 @@ def find_condition(job: Obj, type: str) -> Obj | None:
     return None
 
 
+def finished_as(job: Obj) -> str:
+    """`IsJobFinished` and how: "Complete" or "Failed" (a True condition), "" while running."""
+    for cond in (job.get("status") or {}).get("conditions") or ():
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return str(cond["type"])
+    return ""
+
+
 def is_finished(job: Obj) -> bool:
     """`IsJobFinished`: a Complete or Failed condition that is True."""
-    return any(
-        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-        for c in (job.get("status") or {}).get("conditions") or ()
-    )
+    return bool(finished_as(job))
 
 
 def ensure_condition(
