@@ -308,7 +308,10 @@ class NodeStatusManager:
     async def post_status(self, force: bool = False) -> bool:
         """Write the status if it changed (or `force`, or the report interval passed)."""
         for attempt in range(3):
-            current = self.node or await self.client.get(NODE, self.config.name)
+            if self.node is None:
+                # Read before computing the status: it depends on the Node's spec (podCIDR).
+                self.node = await self.client.get(NODE, self.config.name)
+            current = self.node
             status = self.desired_status(current)
             due = time.monotonic() - self._posted_at >= self.config.report_seconds
             old = current.get("status") or {}
