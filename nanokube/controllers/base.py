@@ -235,28 +235,44 @@ class PodOwnerController(Controller):
         if waits:
             self.queue.add_after(key, min(waits) + 0.1)
 
+    async def delete_pod(
+        self, key: str, pod: Obj, before: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Delete one pod whose deletion `key` expects; False when it was gone already.
+
+        The uid precondition spares a pod recreated under the same name. When
+        the delete (or the `before` step) fails, the deletion is ticked off at
+        once, since no event will come for it, and the error is raised.
+        """
+        try:
+            if before is not None:
+                await before()
+            await self.client.delete(
+                POD,
+                meta.name(pod),
+                meta.namespace(pod),
+                preconditions={"uid": pod["metadata"]["uid"]},
+            )
+        except errors.StatusError as e:
+            self.expectations.deletion_observed(key, key_of(pod))
+            if isinstance(e, errors.NotFound):
+                return False
+            raise
+        return True
+
     async def delete_pods(self, owner: Obj, key: str, victims: list[Obj]) -> None:
         """Delete `victims` at once, every deletion expected first (upstream's `DeletePod`).
 
-        The uid precondition spares a pod recreated under the same name. A
-        failed delete is ticked off at once (no event will come for it); a pod
-        already gone is no failure. Each outcome is an event on the owner
-        (`SuccessfulDelete`, `FailedDelete`); the first failure is raised.
+        Each outcome is an event on the owner (`SuccessfulDelete`,
+        `FailedDelete`); the first failure is raised once all are done.
         """
         self.expectations.expect_deletions(key, [key_of(p) for p in victims])
 
         async def delete_one(pod: Obj) -> None:
             try:
-                await self.client.delete(
-                    POD,
-                    meta.name(pod),
-                    meta.namespace(pod),
-                    preconditions={"uid": pod["metadata"]["uid"]},
-                )
-            except errors.StatusError as e:
-                self.expectations.deletion_observed(key, key_of(pod))
-                if isinstance(e, errors.NotFound):
+                if not await self.delete_pod(key, pod):
                     return
+            except errors.StatusError as e:
                 self.events.warning(owner, "FailedDelete", f"Error deleting: {e.message}")
                 raise
             self.events.normal(owner, "SuccessfulDelete", f"Deleted pod: {meta.name(pod)}")

@@ -38,6 +38,7 @@ for claims "create Claim data-web-0 Pod web-0 in StatefulSet web success".
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -302,18 +303,11 @@ class StatefulSetController(PodOwnerController):
         self.expectations.expect_deletions(key, [key_of(p) for p in victims])
         failure: Exception | None = None
         for pod in victims:
+            release = functools.partial(self._release_claims_to, sts, pod)
             try:
-                await self._release_claims_to(sts, pod)
-                await self.client.delete(
-                    POD,
-                    meta.name(pod),
-                    meta.namespace(pod),
-                    preconditions={"uid": pod["metadata"]["uid"]},
-                )
-            except errors.StatusError as e:
-                self.expectations.deletion_observed(key, key_of(pod))
-                if isinstance(e, errors.NotFound):
+                if not await self.delete_pod(key, pod, release):
                     continue
+            except errors.StatusError as e:
                 self._pod_event(sts, "delete", meta.name(pod), e)
                 failure = failure or e
                 continue
