@@ -2,7 +2,7 @@
 # they need first (apt packages, .venv, pip install), idempotently.
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := python3-venv ca-certificates runc containernetworking-plugins busybox-static iproute2 util-linux iptables
+APT_PACKAGES := python3-venv ca-certificates runc containernetworking-plugins busybox-static iproute2 util-linux iptables docker-registry zstd
 STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint bench clean

@@ -33,6 +33,8 @@ from nanokube.apiserver import (
     openapi,
     requestinfo,
     streaming,
+    tokens,
+    tokens_nodecert,
 )
 from nanokube.apiserver.handlers import ResourceHandler
 from nanokube.apiserver.rest import ResourceStore
@@ -61,6 +63,10 @@ class APIServerConfig:
     kubelet_client_cert_file: str = ""
     kubelet_client_key_file: str = ""
     kubelet_ca_file: str = ""
+    # The join token agents authenticate with (bearer), and who signs their
+    # certificates (`/v1-nanokube/node-cert`); None: client certificates only.
+    token: tokens.JoinToken | None = None
+    node_certs: tokens_nodecert.NodeCertIssuer | None = None
 
 
 @dataclass
@@ -134,13 +140,19 @@ def build_app(config: APIServerConfig) -> APIServer:
     disco = discovery.Discovery(registry)
     version_body = codec.json_response(version_info()).body
     tls = bool(config.cert_file)
+    user_of = (
+        tokens.with_bearer_tokens(_user_of, tokens.TokenAuthenticator(config.token))
+        if config.token is not None
+        else _user_of
+    )
+    anonymous = ANONYMOUS_PATHS | tokens_nodecert.ANONYMOUS_PATHS
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             if tls:
-                user = _user_of(request)
-                if user is None and request.path not in ANONYMOUS_PATHS:
+                user = user_of(request)
+                if user is None and request.path not in anonymous:
                     raise errors.Unauthorized("Unauthorized")
                 if user is not None:
                     request[USER] = user
@@ -212,6 +224,8 @@ def build_app(config: APIServerConfig) -> APIServer:
     metrics_sources = metrics.MetricsSources()
     metrics_api = metrics.MetricsAPI(resources, metrics_sources)
     metrics.register(app, metrics_api)
+    if config.node_certs is not None:
+        tokens_nodecert.register(app, config.node_certs)
     app.router.add_route("*", "/{tail:.*}", resources_route)
     return APIServer(
         config,

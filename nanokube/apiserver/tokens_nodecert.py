@@ -34,13 +34,10 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nanokube.api import errors
 from nanokube.apiserver import codec
@@ -53,6 +50,9 @@ from nanokube.apiserver.tokens import (
     node_name_of,
     valid_node_name,
 )
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,9 @@ class NodeCertIssuer:
         addresses: list[str] | None = None,
     ) -> IssuedCerts:
         """Certificates for node `node_name` from its CSRs; BadRequest for a bad CSR."""
+        from cryptography import x509  # imported when signing: start-up stays fast
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
         if not valid_node_name(node_name):
             raise errors.BadRequest(f"invalid node name {node_name!r}")
         client_subject = x509.Name(
@@ -180,6 +183,8 @@ def register(app: web.Application, issuer: NodeCertIssuer) -> None:
 
 
 def _load_csr(pem: bytes) -> x509.CertificateSigningRequest:
+    from cryptography import x509  # imported when signing: start-up stays fast
+
     try:
         csr = x509.load_pem_x509_csr(pem)
     except ValueError as e:
@@ -190,6 +195,9 @@ def _load_csr(pem: bytes) -> x509.CertificateSigningRequest:
 
 
 def _load_ca(paths: PathPair) -> tuple[x509.Certificate, Any]:
+    from cryptography import x509  # imported when signing: start-up stays fast
+    from cryptography.hazmat.primitives import serialization
+
     cert = x509.load_pem_x509_certificate(paths[0].read_bytes())
     key = serialization.load_pem_private_key(paths[1].read_bytes(), password=None)
     return cert, key
@@ -202,6 +210,9 @@ def _sign(
     usage: x509.ObjectIdentifier,
     sans: list[str],
 ) -> bytes:
+    from cryptography import x509  # imported when signing: start-up stays fast
+    from cryptography.hazmat.primitives import hashes, serialization
+
     ca_cert, ca_key = _load_ca(ca_paths)
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -238,6 +249,8 @@ def _sign(
 
 
 def _general_name(name: str) -> x509.GeneralName:
+    from cryptography import x509  # imported when signing: start-up stays fast
+
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:

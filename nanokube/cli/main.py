@@ -55,6 +55,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster_cidr=opts.cluster_cidr,
                 service_cidr=opts.service_cidr,
                 node_monitor_grace_period=opts.node_monitor_grace_period,
+                token=opts.token,
+                node_name=opts.node_name,
+            )
+        )
+    if opts.command == "images":
+        from nanokube.cli import images as images_cli
+
+        return images_cli.run(opts)
+    if opts.command == "agent":
+        from nanokube.cli import agent
+
+        return agent.serve(
+            agent.AgentCommandOptions(
+                server=opts.server,
+                token=opts.token or os.environ.get("NANOKUBE_TOKEN", ""),
+                data_dir=opts.data_dir,
+                node_name=opts.node_name,
+                node_ip=opts.node_ip,
+                kubelet_port=opts.kubelet_port,
+                node_labels=opts.node_label,
+                node_taints=opts.node_taint,
+                cluster_dns=opts.cluster_dns,
             )
         )
     if opts.command in ("controller-manager", "scheduler"):
@@ -136,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="add N simulated nodes whose pods run no processes (default %(default)s)",
     )
     srv.add_argument(
+        "--token",
+        default="",
+        metavar="TOKEN",
+        help="the join token agents present (default: DATA_DIR/token, created once)",
+    )
+    srv.add_argument(
+        "--node-name",
+        default="",
+        metavar="NAME",
+        help="name of this machine's node, when the agent runs (default: the hostname)",
+    )
+    srv.add_argument(
         "--cluster-cidr",
         default="10.42.0.0/16",
         metavar="CIDR",
@@ -182,6 +216,37 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH",
             help="kubeconfig of the server to act on",
         )
+    ag = sub.add_parser(
+        "agent",
+        parents=[verbosity],
+        help="run a node agent that joins a cluster",
+        description="Run a node agent (kubelet) that registers this machine as a node.",
+    )
+    ag.add_argument(
+        "--server", required=True, metavar="URL", help="the API server, https://HOST:PORT"
+    )
+    ag.add_argument(
+        "--token",
+        default="",
+        metavar="TOKEN",
+        help="the cluster's join token (DATA_DIR/token on the server; or $NANOKUBE_TOKEN)",
+    )
+    ag.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help="images, pod volumes and certificates (default %(default)s)",
+    )
+    ag.add_argument("--node-name", default="", metavar="NAME", help="default: the hostname")
+    ag.add_argument("--node-ip", default="", metavar="IP", help="InternalIP of the node")
+    ag.add_argument("--kubelet-port", type=int, default=10250, metavar="PORT")
+    ag.add_argument("--node-label", action="append", default=[], metavar="KEY=VALUE")
+    ag.add_argument("--node-taint", action="append", default=[], metavar="KEY=VALUE:EFFECT")
+    ag.add_argument("--cluster-dns", default="", metavar="IP", help="DNS server of pods")
+    from nanokube.cli import images as images_cli
+
+    images_cli.add_parser(sub, [verbosity])
     sub.add_parser(
         "kubectl",
         help="run kubectl with the cluster's kubeconfig (arguments go to kubectl)",

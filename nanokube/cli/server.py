@@ -53,6 +53,8 @@ class ServerOptions:
     simulated_nodes: int = 0
     disable_scheduler: bool = False
     disable_controller_manager: bool = False
+    token: str = ""
+    node_name: str = ""
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
     node_monitor_grace_period: float = 40.0
@@ -114,12 +116,13 @@ async def run_server(
     options: ServerOptions, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
     """Run the control plane until `stop` is set; `ready` is set once the API serves."""
-    from nanokube.apiserver import patching
+    from nanokube.apiserver import patching, tokens, tokens_nodecert
     from nanokube.apiserver.server import APIServerConfig, start
     from nanokube.cli import controlplane
     from nanokube.client.inprocess import InProcessClient
 
     tls = prepare(options)
+    token = tokens.ensure_token_file(options.data_dir, tls.server_ca[0].read_bytes(), options.token)
     store = open_store(options)
     try:
         config = APIServerConfig(
@@ -133,6 +136,10 @@ async def run_server(
             kubelet_client_cert_file=str(tls.kubelet_client[0]),
             kubelet_client_key_file=str(tls.kubelet_client[1]),
             kubelet_ca_file=str(tls.server_ca[0]),
+            token=token,
+            node_certs=tokens_nodecert.NodeCertIssuer(
+                tls.server_ca, tls.client_ca, tokens.TokenAuthenticator(token)
+            ),
         )
         api, runner = await start(config)
         client = InProcessClient(api.resources, patching.patch, api.subresource_creators())
@@ -173,6 +180,10 @@ async def run_server(
                     name="simulated-nodes",
                 )
             )
+        if not options.disable_agent:
+            agent_task = start_local_agent(options, tls, client, api, stop)
+            if agent_task is not None:
+                tasks.append(agent_task)
         if ready is not None:
             ready.set()
         try:
@@ -185,6 +196,44 @@ async def run_server(
             await runner.cleanup()
     finally:
         await store.close()
+
+
+def start_local_agent(
+    options: ServerOptions, tls: ClusterTLS, client: Any, api: Any, stop: asyncio.Event
+) -> asyncio.Task[Any] | None:
+    """The node agent of this machine, in this process (as k3s's server runs its agent).
+
+    Without what real pods need (root, runc, CNI plugins, cgroup v1) the server
+    runs without it and says why.
+    """
+    import socket
+
+    from nanokube.cli import agent as agent_cli
+    from nanokube.kubelet.agent import AgentOptions, NodeAgent, missing_requirements
+
+    missing = missing_requirements()
+    if missing:
+        log.warning("running without a node agent: %s (use --disable-agent to silence)", missing)
+        return None
+    name = options.node_name or socket.gethostname().lower()
+    ip = "127.0.0.1" if options.bind_address in ("127.0.0.1", "localhost") else options.bind_address
+    creds = agent_cli.local_node_credentials(
+        tls, name, [ip, name], options.data_dir / "agent" / "tls"
+    )
+    agent = NodeAgent(
+        AgentOptions(
+            node_name=name,
+            data_dir=options.data_dir,
+            node_ip=ip,
+            serving_cert=str(creds.serving_cert),
+            serving_key=str(creds.serving_key),
+            client_ca=str(creds.client_ca),
+            labels={"node-role.kubernetes.io/control-plane": "true"},
+        ),
+        client,
+    )
+    api.metrics_sources.add(agent.metrics, [name])
+    return asyncio.create_task(agent.run(stop), name="node-agent")
 
 
 def controller_options(options: ServerOptions, metrics: Any = None) -> ControllerManagerOptions:

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -226,18 +227,19 @@ class OCIRuntime:
             "console_socket": os.path.join(bundle, "console.sock"),
             "oom_control": cgroups.oom_control(rec.cgroups_path),
         }
+        # subprocess, not the event loop's: the shim outlives us, and an event loop
+        # such as uvloop hands children duplicates of their stdio and our other fds
+        # (the API server's listening socket), which a long-lived daemon must not hold.
         with open(os.path.join(bundle, "shim.log"), "ab") as shim_log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-S",
-                shim.__file__,
-                *(f"{k}={v}" for k, v in conf.items()),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-I", "-S", shim.__file__, *(f"{k}={v}" for k, v in conf.items())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=shim_log,
+                close_fds=True,
             )
-        out, _ = await proc.communicate()
+        out = done.stdout
         try:
             report = json.loads(out)
         except ValueError:
