@@ -90,11 +90,6 @@ def target_node(pod: Obj) -> str:
     return ""
 
 
-def matches_node(pod_spec: Obj, node: Obj) -> bool:
-    """`nodeSelector` and required node affinity both match the node."""
-    return scheduling.match_node(scheduling.compile_required_node_affinity(pod_spec), node)
-
-
 def eligibility(pod_spec: Obj, nodes: Iterable[Obj]) -> dict[str, tuple[bool, bool]]:
     """`NodeShouldRunDaemonPod` per node name: (should run a pod here, may keep one already here).
 

@@ -48,6 +48,7 @@ from nanokube.api import errors, meta
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_node import NODE
 from nanokube.api.resources.groups import LEASE
+from nanokube.api.scheduling import tolerates
 from nanokube.client.cache import by_node_name, key_of
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.interface import STRATEGIC_PATCH, Client
@@ -81,18 +82,6 @@ class NodeLifecycleOptions:
     node_monitor_grace_period: float = 40.0
     node_startup_grace_period: float = 60.0
     node_monitor_period: float = 5.0
-
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """`Toleration.ToleratesTaint`: effect, key and (for Equal) value match."""
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def toleration_seconds(tolerations: list[Obj], taints: list[Obj]) -> float | None:

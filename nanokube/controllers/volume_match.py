@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nanokube.api import errors, meta, selectors
+from nanokube.api import errors, meta, scheduling, selectors
 from nanokube.api.resources.core_storage import STORAGE_CLASS_ANNOTATION
 from nanokube.api.validators import parse_quantity
-from nanokube.controllers import daemonset_nodes
 
 Obj = dict[str, Any]
 
@@ -57,12 +56,7 @@ def is_volume_bound_to_claim(volume: Obj, claim: Obj) -> bool:
 def node_affinity_admits(volume: Obj, node: Obj) -> bool:
     """The volume's required node affinity matches the node (no affinity: any node)."""
     required = ((volume.get("spec") or {}).get("nodeAffinity") or {}).get("required")
-    if required is None:
-        return True
-    spec = {
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
-    }
-    return daemonset_nodes.matches_node(spec, node)
+    return scheduling.matches_node_selector(required, node)
 
 
 def mismatch(volume: Obj, claim: Obj) -> str:
