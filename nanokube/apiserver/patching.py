@@ -92,7 +92,9 @@ def scale_of(kind: Kind, obj: Obj) -> Obj:
     """The autoscaling/v1 Scale view of a Deployment, ReplicaSet or StatefulSet."""
     assert kind.scale is not None
     md = obj["metadata"]
-    selector = meta.get_path(obj, kind.scale.selector)
+    # Built-in kinds point at a LabelSelector object, custom resources (CRD
+    # `labelSelectorPath`) at a selector string, or nowhere (an empty path).
+    selector = meta.get_path(obj, kind.scale.selector) if kind.scale.selector else None
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -104,7 +106,11 @@ def scale_of(kind: Kind, obj: Obj) -> Obj:
         "spec": {"replicas": meta.get_path(obj, kind.scale.spec_replicas, 0)},
         "status": {
             "replicas": meta.get_path(obj, kind.scale.status_replicas, 0),
-            "selector": str(selectors.label_selector_from_object(selector)) if selector else "",
+            "selector": selector
+            if isinstance(selector, str)
+            else str(selectors.label_selector_from_object(selector))
+            if selector
+            else "",
         },
     }
 

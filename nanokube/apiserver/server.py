@@ -27,6 +27,7 @@ from nanokube.api.resources import builtin_kinds
 from nanokube.apiserver import (
     binding,
     codec,
+    crds,
     discovery,
     eviction,
     metrics,
@@ -83,6 +84,8 @@ class APIServer:
     # Where `metrics.k8s.io` figures come from (nodes register their sources).
     metrics_sources: metrics.MetricsSources
     metrics_api: metrics.MetricsAPI
+    # Serves the custom resources of the stored CRDs (started by `start`).
+    crds: crds.CRDController
 
     def subresource_creators(self) -> dict[tuple[str, str], Any]:
         """POST subresources as plain functions, for the in-process client."""
@@ -138,6 +141,7 @@ def build_app(config: APIServerConfig) -> APIServer:
         else streaming.NodeDialer(),
     )
     disco = discovery.Discovery(registry)
+    crd_controller = crds.CRDController(registry, resources, disco)
     version_body = codec.json_response(version_info()).body
     tls = bool(config.cert_file)
     user_of = (
@@ -209,9 +213,12 @@ def build_app(config: APIServerConfig) -> APIServer:
             if body is None:
                 raise errors.NotFound("the server could not find the requested resource")
             return web.Response(body=body, content_type="application/json")
+        if info.kind is crds.CRD and request.method == "DELETE" and info.name:
+            await crd_controller.before_delete(info.name, "dryRun" in request.query)
         return await resource_handler.handle(request, info)
 
     app = web.Application(middlewares=[middleware], client_max_size=16 * 1024 * 1024)
+    app.on_cleanup.append(crd_controller.on_cleanup)
     for path in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(path, health)
         app.router.add_get(path + "/{check:.*}", health)
@@ -237,6 +244,7 @@ def build_app(config: APIServerConfig) -> APIServer:
         app,
         metrics_sources,
         metrics_api,
+        crd_controller,
     )
 
 
@@ -271,6 +279,7 @@ async def start(config: APIServerConfig) -> tuple[APIServer, web.AppRunner]:
     server = build_app(config)
     await server.cache.start()
     await ensure_system_namespaces(server.resources, server.registry)
+    await server.crds.start()
     # handler_cancellation: a watch whose client went away ends at once, not at
     # its next write, so its watcher does not linger in the cache's fan-out.
     runner = web.AppRunner(
