@@ -141,11 +141,22 @@ def test_patch_merge_and_strategic_refused(widgets) -> None:
         "patch", "widget", "small", "--type=strategic", "-p", '{"spec":{"size":3}}', check=False
     )
     assert done.returncode != 0
-    assert (
-        "UnsupportedMediaType" in done.stderr
-        or "415" in done.stderr
-        or "unknown format" in (done.stderr)
+    assert done.stderr == (
+        "error: application/strategic-merge-patch+json is not supported by "
+        "e2e.example.com/v1, Kind=Widget: the body of the request was in an unknown format - "
+        "accepted media types include: application/json-patch+json, "
+        "application/merge-patch+json, application/apply-patch+yaml\n"
     )
+
+
+def test_apply_again_configures(widgets) -> None:
+    changed = WIDGET.replace("size: 2", "size: 4")
+    out = widgets.kubectl("apply", "-f", "-", input=changed).stdout
+    assert out.strip() == "widget.e2e.example.com/small configured"
+    out = widgets.kubectl("apply", "-f", "-", input=changed).stdout
+    assert out.strip() == "widget.e2e.example.com/small unchanged"
+    out = widgets.kubectl("get", "widget", "small", "-o", "jsonpath={.spec.size}").stdout
+    assert out == "4"
 
 
 def test_invalid_and_unknown_fields_refused(widgets) -> None:
