@@ -484,3 +484,58 @@ async def test_crds_served_again_after_restart() -> None:
     finally:
         await second.cache.stop()
         await runner.cleanup()
+
+
+async def test_versions_and_updates_of_the_crd(client) -> None:
+    crd = widget_crd()
+    beta = copy.deepcopy(crd["spec"]["versions"][0])
+    beta.update(name="v1beta1", storage=False, additionalPrinterColumns=[])
+    crd["spec"]["versions"].append(beta)
+    crd = await create_crd(client, crd)
+    status, group = await client.get("/apis/example.com")
+    assert [v["version"] for v in group["versions"]] == ["v1", "v1beta1"]
+    assert group["preferredVersion"]["version"] == "v1"
+    beta_path = "/apis/example.com/v1beta1/namespaces/default/widgets"
+    status, created = await client.post(
+        beta_path, {**widget(), "apiVersion": "example.com/v1beta1"}
+    )
+    assert status == 201
+    status, got = await client.get(f"{WIDGETS}/w1")  # one storage for every version
+    assert status == 200 and got["metadata"]["uid"] == created["metadata"]["uid"]
+    # The CRD changes: v1beta1 is no longer served, v1 gets a new column.
+    crd["spec"]["versions"][1]["served"] = False
+    crd["spec"]["versions"][0]["additionalPrinterColumns"] = [
+        {"name": "Big", "type": "boolean", "jsonPath": ".spec.big"}
+    ]
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "big"
+    ] = {"type": "boolean"}
+    status, updated = await client.put(f"{CRDS}/widgets.example.com", crd)
+    assert status == 200, updated
+
+    async def unserved() -> bool:
+        status, _ = await client.get(beta_path)
+        return status == 404
+
+    assert await eventually(unserved)
+    status, patched = await client.patch(f"{WIDGETS}/w1", {"spec": {"big": True}}, MERGE)
+    assert status == 200 and patched["spec"]["big"] is True  # the new field is not pruned
+    status, table = await client.get(WIDGETS, headers={"Accept": TABLE})
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Big"]
+    assert table["rows"][0]["cells"] == ["w1", True]
+
+
+async def test_deleting_crds_as_a_collection_deletes_their_objects(client) -> None:
+    await create_crd(client)
+    await client.post(WIDGETS, widget())
+    status, _ = await client.delete(CRDS)
+    assert status == 200
+
+    async def unserved() -> bool:
+        status, _ = await client.get(WIDGETS)
+        return status == 404
+
+    assert await eventually(unserved)
+    await create_crd(client)
+    status, listed = await client.get(WIDGETS)
+    assert listed["items"] == []
