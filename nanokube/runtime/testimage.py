@@ -34,6 +34,9 @@ IMAGE_CONFIG = ImageConfig(
 )
 """The config of the stand-in image (what ``docker inspect busybox`` shows)."""
 
+COMPLETE_MARKER = ".nanokube-complete"
+"""Marks a finished tree (not part of the image: `images.busybox` leaves it out)."""
+
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 _DIRS = (
@@ -56,12 +59,12 @@ _DIRS = (
 def build_busybox_rootfs(dest: str | os.PathLike[str], busybox: str = BUSYBOX) -> Path:
     """Build (once) a busybox root filesystem at `dest` and return its path.
 
-    Idempotent: a finished tree is marked by ``.nanokube-complete`` and reused, so test
+    Idempotent: a finished tree is marked by `COMPLETE_MARKER` and reused, so test
     sessions pay the ~10 ms build only once. Raises `FileNotFoundError` when busybox-static
     is not installed.
     """
     root = Path(dest)
-    marker = root / ".nanokube-complete"
+    marker = root / COMPLETE_MARKER
     if marker.exists():
         return root
     if not os.path.exists(busybox):
@@ -83,7 +86,7 @@ def build_busybox_rootfs(dest: str | os.PathLike[str], busybox: str = BUSYBOX) -
         link.symlink_to("/bin/busybox")
     (tmp / "etc" / "passwd").write_text(_PASSWD)
     (tmp / "etc" / "group").write_text(_GROUP)
-    (tmp / ".nanokube-complete").touch()
+    (tmp / COMPLETE_MARKER).touch()
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     log.info("built busybox rootfs path=%s applets=%d", root, len(applets))

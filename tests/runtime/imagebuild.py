@@ -12,8 +12,10 @@
   ``/etc/group``
 
 Built in memory (a few tenths of a second, once per process) with fixed mtimes, so
-digests are stable. Writers for ``docker save`` and OCI layout archives, and a push
-helper over the distribution API, live here too.
+digests are stable. The general pieces (`TarBuilder`, `build_image`, the ``docker
+save`` writer) are the product's, in `nanokube.runtime.images.busybox`, which also
+writes the plain one-layer busybox image the e2e tests and demos run; an OCI layout
+writer and a push helper over the distribution API live here.
 """
 
 from __future__ import annotations
@@ -21,172 +23,61 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
-import hashlib
 import io
 import json
 import os
 import subprocess
 import tarfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-BUSYBOX = "/bin/busybox"
-MTIME = 1_700_000_000
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+from nanokube.runtime.images.busybox import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    MTIME,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    PATH_ENV,
+    Image,
+    TarBuilder,
+    add_file,
+    build_image,
+    digest,
+    write_docker_archive,
+)
+from nanokube.runtime.testimage import BUSYBOX
 
-
-def digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class TarBuilder:
-    """An in-memory layer tar, entry by entry."""
-
-    def __init__(self) -> None:
-        self.buf = io.BytesIO()
-        self.tar = tarfile.open(fileobj=self.buf, mode="w", format=tarfile.PAX_FORMAT)
-
-    def _add(self, info: tarfile.TarInfo, data: bytes | None = None) -> None:
-        info.mtime = MTIME
-        info.uname = info.gname = ""
-        if data is not None:
-            info.size = len(data)
-        self.tar.addfile(info, io.BytesIO(data) if data is not None else None)
-
-    def dir(self, name: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, uid, gid
-        self._add(info)
-
-    def file(
-        self,
-        name: str,
-        data: bytes,
-        mode: int = 0o644,
-        uid: int = 0,
-        gid: int = 0,
-        xattrs: dict[str, str] | None = None,
-    ) -> None:
-        info = tarfile.TarInfo(name)
-        info.mode, info.uid, info.gid = mode, uid, gid
-        if xattrs:
-            info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in xattrs.items()}
-        self._add(info, data)
-
-    def symlink(self, name: str, target: str) -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
-        self._add(info)
-
-    def hardlink(self, name: str, target: str) -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.linkname = tarfile.LNKTYPE, target
-        self._add(info)
-
-    def device(self, name: str, major: int, minor: int, mode: int = 0o666) -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, major, minor, mode
-        self._add(info)
-
-    def fifo(self, name: str, mode: int = 0o600) -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.mode = tarfile.FIFOTYPE, mode
-        self._add(info)
-
-    def done(self) -> bytes:
-        self.tar.close()
-        return self.buf.getvalue()
-
-
-@dataclass
-class Image:
-    """An image as a registry holds it: manifest, config and compressed layers."""
-
-    config: bytes
-    layers: list[bytes]
-    """Compressed layer blobs, bottom first."""
-    diff_ids: list[str]
-    manifest: bytes
-    media_type: str
-    layer_media_type: str
-    extra: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def digest(self) -> str:
-        return digest(self.manifest)
-
-    @property
-    def config_digest(self) -> str:
-        return digest(self.config)
-
-    def blobs(self) -> dict[str, bytes]:
-        return {digest(b): b for b in [self.config, *self.layers]}
-
-
-def build_image(
-    tars: list[bytes],
-    *,
-    oci: bool = False,
-    compression: str = "gzip",
-    cmd: list[str] | None = None,
-    entrypoint: list[str] | None = None,
-    arch: str = "amd64",
-) -> Image:
-    """An image of the given uncompressed layer tars (bottom first)."""
-    if compression == "gzip":
-        blobs = [gzip.compress(t, compresslevel=1, mtime=0) for t in tars]
-        layer_type = OCI_LAYER if oci else DOCKER_LAYER
-    elif compression == "zstd":
-        blobs = [
-            subprocess.run(["zstd", "-q", "-c"], input=t, capture_output=True, check=True).stdout
-            for t in tars
-        ]
-        layer_type = "application/vnd.oci.image.layer.v1.tar+zstd"
-    else:
-        blobs = list(tars)
-        layer_type = "application/vnd.oci.image.layer.v1.tar"
-    diff_ids = [digest(t) for t in tars]
-    config = json.dumps(
-        {
-            "architecture": arch,
-            "os": "linux",
-            "config": {
-                "Env": [PATH_ENV],
-                "Cmd": cmd if cmd is not None else ["sh"],
-                "Entrypoint": entrypoint,
-                "WorkingDir": "/",
-                "User": "",
-            },
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": [{"created_by": f"layer {i}"} for i in range(len(tars))],
-        }
-    ).encode()
-    media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": media_type,
-            "config": {
-                "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
-                "digest": digest(config),
-                "size": len(config),
-            },
-            "layers": [
-                {"mediaType": layer_type, "digest": digest(b), "size": len(b)} for b in blobs
-            ],
-        }
-    ).encode()
-    return Image(config, blobs, diff_ids, manifest, media_type, layer_type)
+__all__ = [
+    "BUSYBOX",
+    "DOCKER_CONFIG",
+    "DOCKER_LAYER",
+    "DOCKER_LIST",
+    "DOCKER_MANIFEST",
+    "MTIME",
+    "OCI_CONFIG",
+    "OCI_INDEX",
+    "OCI_LAYER",
+    "OCI_MANIFEST",
+    "PATH_ENV",
+    "Image",
+    "TarBuilder",
+    "build_image",
+    "busybox_image",
+    "busybox_tars",
+    "digest",
+    "index_json",
+    "push",
+    "push_blob",
+    "push_manifest",
+    "tree",
+    "write_docker_archive",
+    "write_oci_archive",
+]
 
 
 @functools.cache
@@ -238,55 +129,6 @@ def busybox_image(**kwargs: object) -> Image:
 # --- archives -------------------------------------------------------------------------
 
 
-def _tar_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), MTIME, 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _symlink(tar: tarfile.TarFile, name: str, target: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mtime = tarfile.SYMTYPE, target, MTIME
-    tar.addfile(info)
-
-
-def write_docker_archive(
-    path: Path, images: list[tuple[Image, list[str]]], compress: bool = False
-) -> Path:
-    """``docker save`` format (classic, as docker < 25 writes it): uncompressed
-    ``<id>/layer.tar`` files (a layer shared with an earlier image becomes a symlink,
-    as docker does), ``<config hex>.json``, ``manifest.json`` and ``repositories``."""
-    buf = io.BytesIO()
-    entries: list[dict[str, object]] = []
-    repositories: dict[str, dict[str, str]] = {}
-    written: dict[str, str] = {}
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for image, tags in images:
-            tars = [gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b for b in image.layers]
-            layer_paths = []
-            for i, t in enumerate(tars):
-                layer_id = hashlib.sha256(f"{image.config_digest} {i}".encode()).hexdigest()
-                name = f"{layer_id}/layer.tar"
-                if digest(t) in written:
-                    _symlink(tar, name, f"../{written[digest(t)]}")
-                else:
-                    _tar_file(tar, name, t)
-                    written[digest(t)] = name
-                _tar_file(tar, f"{layer_id}/VERSION", b"1.0")
-                layer_paths.append(name)
-            config_name = image.config_digest[7:] + ".json"
-            _tar_file(tar, config_name, image.config)
-            entries.append({"Config": config_name, "RepoTags": tags, "Layers": layer_paths})
-            for tag in tags:
-                repo, _, version = tag.rpartition(":")
-                repositories.setdefault(repo, {})[version] = layer_paths[-1].split("/")[0]
-        _tar_file(tar, "manifest.json", json.dumps(entries).encode())
-        _tar_file(tar, "repositories", json.dumps(repositories).encode())
-    data = buf.getvalue()
-    path.write_bytes(gzip.compress(data, compresslevel=1) if compress else data)
-    return path
-
-
 def write_oci_archive(
     path: Path,
     image: Image,
@@ -300,7 +142,7 @@ def write_oci_archive(
     ``skopeo --all`` write multi-platform images)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        _tar_file(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+        add_file(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
         members = [image] + [im for im, _ in index_of or []]
         seen = set()
         for im in members:
@@ -308,14 +150,14 @@ def write_oci_archive(
                 d = digest(blob)
                 if d not in seen:
                     seen.add(d)
-                    _tar_file(tar, "blobs/sha256/" + d[7:], blob)
+                    add_file(tar, "blobs/sha256/" + d[7:], blob)
         annotations = {
             "io.containerd.image.name": name,
             "org.opencontainers.image.ref.name": name.rpartition(":")[2],
         }
         if index_of:
             nested = index_json(index_of)
-            _tar_file(tar, "blobs/sha256/" + digest(nested)[7:], nested)
+            add_file(tar, "blobs/sha256/" + digest(nested)[7:], nested)
             top = {"mediaType": OCI_INDEX, "digest": digest(nested), "size": len(nested)}
         else:
             top = {
@@ -328,7 +170,7 @@ def write_oci_archive(
             "mediaType": OCI_INDEX,
             "manifests": [{**top, "annotations": annotations}],
         }
-        _tar_file(tar, "index.json", json.dumps(index).encode())
+        add_file(tar, "index.json", json.dumps(index).encode())
     data = buf.getvalue()
     path.write_bytes(gzip.compress(data, compresslevel=1) if compress else data)
     return path
