@@ -57,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 node_monitor_grace_period=opts.node_monitor_grace_period,
                 token=opts.token,
                 node_name=opts.node_name,
+                kubelet_port=opts.kubelet_port,
+                cni_bridge=opts.cni_bridge,
+                state_dir=opts.state_dir,
+                pod_log_dir=opts.pod_log_dir,
+                cgroup_root=opts.cgroup_root,
             )
         )
     if opts.command == "images":
@@ -168,6 +173,39 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="NAME",
         help="name of this machine's node, when the agent runs (default: the hostname)",
+    )
+    node = srv.add_argument_group(
+        "node agent", "where this process's node agent runs (change them to run it beside another)"
+    )
+    node.add_argument(
+        "--kubelet-port",
+        type=int,
+        default=10250,
+        metavar="PORT",
+        help="port of the agent's logs/exec/metrics server (default %(default)s)",
+    )
+    node.add_argument(
+        "--cni-bridge", default="nk0", metavar="NAME", help="pods' bridge (default %(default)s)"
+    )
+    node.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("/run/nanokube"),
+        metavar="DIR",
+        help="containers' and sandboxes' runtime state (default %(default)s)",
+    )
+    node.add_argument(
+        "--pod-log-dir",
+        type=Path,
+        default=Path("/var/log/pods"),
+        metavar="DIR",
+        help="containers' logs (default %(default)s)",
+    )
+    node.add_argument(
+        "--cgroup-root",
+        default="/nanokube",
+        metavar="PATH",
+        help="cgroup under which pods' cgroups go (default %(default)s)",
     )
     srv.add_argument(
         "--cluster-cidr",

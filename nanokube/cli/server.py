@@ -58,6 +58,13 @@ class ServerOptions:
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
     node_monitor_grace_period: float = 40.0
+    # The in-process agent's place on the machine; other values let a second agent
+    # (a test's, a demo's) run beside the machine's own without touching its pods.
+    kubelet_port: int = 10250
+    cni_bridge: str = "nk0"
+    state_dir: Path = Path("/run/nanokube")
+    pod_log_dir: Path = Path("/var/log/pods")
+    cgroup_root: str = "/nanokube"
 
     @property
     def tls_dir(self) -> Path:
@@ -225,10 +232,15 @@ def start_local_agent(
             node_name=name,
             data_dir=options.data_dir,
             node_ip=ip,
+            kubelet_port=options.kubelet_port,
             serving_cert=str(creds.serving_cert),
             serving_key=str(creds.serving_key),
             client_ca=str(creds.client_ca),
             labels={"node-role.kubernetes.io/control-plane": "true"},
+            bridge=options.cni_bridge,
+            state_dir=options.state_dir,
+            log_dir=options.pod_log_dir,
+            cgroup_root=options.cgroup_root,
         ),
         client,
     )
