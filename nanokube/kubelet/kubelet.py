@@ -142,6 +142,13 @@ class Kubelet:
         self._dispatch(pod)
 
     def _on_update(self, old: Obj, new: Obj) -> None:
+        worker = self.workers.get(new["metadata"]["uid"])
+        if worker is not None and _status_only(old, new):
+            # Most often the worker's own status write. Upstream's pod config does not
+            # sync a pod for a status-only change either; waking here would replace a
+            # just-written ErrImagePull with ImagePullBackOff before anyone saw it.
+            worker.update(new, wake=False)
+            return
         self._dispatch(new)
 
     def _on_delete(self, pod: Obj) -> None:
@@ -221,3 +228,17 @@ class Kubelet:
         for worker in self.workers.values():
             if worker.sandbox is not None and worker.sandbox.id in changed_sandboxes:
                 worker.wake()
+
+
+def _status_only(old: Obj, new: Obj) -> bool:
+    """Whether `old` and `new` differ only in status and write bookkeeping."""
+
+    def rest(pod: Obj) -> Obj:
+        md = {
+            k: v
+            for k, v in (pod.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields")
+        }
+        return {**{k: v for k, v in pod.items() if k != "status"}, "metadata": md}
+
+    return rest(old) == rest(new)

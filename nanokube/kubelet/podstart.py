@@ -84,7 +84,10 @@ async def ensure_image(w: PodWorker, container: Obj) -> tuple[ResolvedImage | No
             w.waiting[name] = (e.reason, str(e))
             w.event("Warning", "Failed", f'Failed to pull image "{ref}": {e}')
             w.event("Warning", "Failed", f"Error: {e.reason}")
-            return None, now + delay
+            # ErrImagePull stays for the first half of the back-off; the sync at its
+            # middle shows ImagePullBackOff until the next pull (upstream's pod worker
+            # also re-syncs a failed pod within the image back-off).
+            return None, now + delay / 2
         w.pull_failures.pop(ref, None)
         took = time.monotonic() - began
         w.event(

@@ -117,9 +117,11 @@ class PodWorker:
         )
         self.wake()
 
-    def update(self, pod: Obj) -> None:
+    def update(self, pod: Obj, wake: bool = True) -> None:
+        """The pod as the API has it now; `wake` to sync it (not for its status alone)."""
         self.pod = pod
-        self.wake()
+        if wake:
+            self.wake()
 
     def removed(self) -> None:
         """The pod left the API (deleted, or no longer bound here)."""
