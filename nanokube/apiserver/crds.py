@@ -108,6 +108,8 @@ class CRDController:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()  # names in the queue, so a burst of events queues one pass
         self._watcher: Watcher | None = None
+        # One pending retry per CRD, so retries triggered by events do not pile up.
+        self._retries: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- life cycle ----------------------------------------------------------
@@ -136,6 +138,9 @@ class CRDController:
             except asyncio.CancelledError:
                 pass
         self._tasks = []
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
         if self._watcher is not None:
             self.resources.cache.remove_watcher(CRD.prefix(), self._watcher)
             self._watcher = None
@@ -179,7 +184,16 @@ class CRDController:
             await self._reconcile_logged(name)
 
     def _retry_later(self, name: str) -> None:
-        asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, name)
+        pending = self._retries.pop(name, None)
+        if pending is not None:
+            pending.cancel()
+        self._retries[name] = asyncio.get_running_loop().call_later(
+            RETRY_SECONDS, self._retry, name
+        )
+
+    def _retry(self, name: str) -> None:
+        self._retries.pop(name, None)
+        self._enqueue(name)
 
     async def _reconcile_logged(self, name: str) -> None:
         try:
@@ -345,14 +359,15 @@ class CRDController:
             return  # held by others' finalizers only: theirs to release
         status = copy.deepcopy(crd.get("status") or {})
         storage = crds_kinds.storage_kind(crd)
-        set_condition(
-            status,
-            "Terminating",
-            "True",
-            "InstanceDeletionInProgress",
-            "CustomResource deletion is in progress",
-        )
-        crd = await self._write_status(crd, status)
+        if not is_true(crd, "Terminating"):
+            set_condition(
+                status,
+                "Terminating",
+                "True",
+                "InstanceDeletionInProgress",
+                "CustomResource deletion is in progress",
+            )
+            crd = await self._write_status(crd, status)
         remaining = await self._delete_objects(storage)
         if remaining:
             set_condition(
@@ -397,18 +412,16 @@ class CRDController:
                 remaining += 1
                 continue
             try:
-                await self.resources.delete(
+                result = await self.resources.delete(
                     storage, md.get("namespace", ""), md["name"], {}, WriteOptions()
                 )
             except errors.NotFound:
                 continue
             except errors.Conflict:
-                remaining += 1
+                remaining += 1  # changed meanwhile: the next pass deletes it
                 continue
-            if self.resources.cache.get(storage.key(md.get("namespace", ""), md["name"])):
-                await self.resources.fresh()
-                if self.resources.cache.get(storage.key(md.get("namespace", ""), md["name"])):
-                    remaining += 1
+            if result["metadata"].get("finalizers"):
+                remaining += 1  # marked for deletion; its finalizers hold it
         return remaining
 
     async def _forget(self, name: str) -> None:

@@ -433,6 +433,11 @@ async def test_terminating_crd_waits_for_object_finalizers(client) -> None:
 
     condition = await eventually(terminating)
     assert condition["status"] == "True"
+    # Waiting writes nothing more: the controller does not spin on its own status writes.
+    _, before = await client.get(f"{CRDS}/widgets.example.com")
+    await asyncio.sleep(0.3)
+    _, after = await client.get(f"{CRDS}/widgets.example.com")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     status, err = await client.post(WIDGETS, widget("new"))
     assert status == 405 and err["reason"] == "MethodNotAllowed"
     assert err["message"] == "create not allowed while custom resource definition is terminating"
