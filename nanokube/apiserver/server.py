@@ -6,7 +6,8 @@ Authentication is x509 client certificates signed by the cluster's client CA
 (the certificate's CN is the user, its O fields the groups); health, version
 and discovery of the version are open to anonymous clients as upstream's
 `system:public-info-viewer` role allows. On start the store is loaded into the
-watch cache and the namespaces every cluster has are created.
+watch cache, the namespaces every cluster has are created, and the stored
+CRDs are served (`crds`).
 """
 
 from __future__ import annotations
