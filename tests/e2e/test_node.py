@@ -362,6 +362,9 @@ def test_exec_interactive_on_a_pty(pods: Cluster) -> None:
     assert sent, text
     assert re.search(r"^hi\r?$", text, re.M), text
     assert os.waitstatus_to_exitcode(status) == 3, text
+    # Without a terminal the exit code comes back too.
+    done = c.kubectl("exec", "web", "-n", NS, "-c", "app", "--", "sh", "-c", "exit 5", check=False)
+    assert done.returncode == 5 and "command terminated with exit code 5" in done.stderr, done
 
 
 def test_cp_in_and_out_byte_identical(pods: Cluster, tmp_path: Path) -> None:
@@ -403,25 +406,30 @@ def test_port_forward_serves_the_app(pods: Cluster) -> None:
         proc.wait(10)
 
 
-def _mebibytes(value: str) -> float:
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+def _bytes(quantity: str) -> float:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
     for suffix, factor in units.items():
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * factor
-    return float(value) / (1 << 20)
+        if quantity.endswith(suffix):
+            return float(quantity[: -len(suffix)]) * factor
+    return float(quantity)
 
 
 def test_top_pod_shows_real_usage(pods: Cluster) -> None:
     c = pods
     wait_running(c, "web")
+    path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods/web"
 
     def usage() -> list[str] | None:
         done = c.kubectl("top", "pod", "web", "-n", NS, "--no-headers", check=False)
         row = done.stdout.split()
-        return row if done.returncode == 0 and row and _mebibytes(row[2]) > 0 else None
+        return row if done.returncode == 0 and row else None
 
+    # The first figures need a full window of samples (15 s).
     row = wait_for("kubectl top pod web", usage, 60, 2)
-    assert row[0] == "web" and row[1].endswith("m"), row
+    assert row[0] == "web" and re.fullmatch(r"\d+m", row[1]) and re.fullmatch(r"\d+Mi", row[2])
+    metrics = json.loads(c.kubectl("get", "--raw", path).stdout)
+    memory = {x["name"]: _bytes(x["usage"]["memory"]) for x in metrics["containers"]}
+    assert sorted(memory) == ["app", "sidecar"] and all(m > 0 for m in memory.values()), metrics
     containers = c.kubectl("top", "pod", "web", "-n", NS, "--containers", "--no-headers").stdout
     names = sorted(line.split()[1] for line in containers.splitlines())
     assert names == ["app", "sidecar"], containers
