@@ -17,8 +17,9 @@ controller creates the pods, whose scheduler binds them and whose simulated
 kubelets start them and report them Ready, all on its one event loop. The
 measuring client speaks HTTPS with the admin certificate and stays cheap so
 that it does not slow what it measures: it watches the one Deployment and the
-Nodes (a few events each), and polls with `limit=1` lists, which the server
-answers from its watch cache by stopping at the first match:
+Nodes (a few events each), and polls with `limit=1` lists half a second
+apart (each costs the server a sort of the namespace's keys; their count and
+latency are printed):
 
 - "all bound": the Deployment reports every replica created and a list of
   pods with `fieldSelector=spec.nodeName=` (unbound) is empty;
@@ -68,7 +69,7 @@ NAMESPACE = "bench"
 DEPLOYMENT = "web"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
-POLL = 0.2  # seconds between the cheap `limit=1` polls
+POLL = 0.5  # seconds between `limit=1` polls: each costs the server O(pods), see `Polls`
 GIB = 1024 * 1024  # kB
 
 
@@ -217,6 +218,32 @@ class Watch:
                         self.objects[obj["metadata"]["name"]] = obj
                     self.events += 1
                     self._changed.set()
+
+
+class Polls:
+    """The `limit=1` list polls of one phase, and how long each took to answer.
+
+    A `limit=1` list is not O(1) here: the server sorts the namespace's keys
+    from its watch cache for every list (`PrefixCache.items`), so polls are
+    spaced `POLL` apart and their cost is printed beside the figures.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.times: list[float] = []
+
+    async def empty(self, url: str) -> bool:
+        t = time.perf_counter()
+        items = (await get_json(self.session, url))["items"]
+        self.times.append(time.perf_counter() - t)
+        return not items
+
+    def note(self) -> None:
+        if self.times:
+            note(
+                f"{len(self.times)} limit=1 list polls, {POLL} s apart, answered in a median "
+                f"{common.median(self.times) * 1000:.0f} ms (with the wait for the busy loop)"
+            )
 
 
 async def get_json(session: aiohttp.ClientSession, url: str) -> Obj:
@@ -378,14 +405,14 @@ class Bench:
         deadline = t0 + target * self.args.grace
         status = lambda: deploy.objects.get(DEPLOYMENT, {}).get("status", {})  # noqa: E731
         created_at: list[float] = []
+        polls = Polls(s)
 
         async def created_then_bound() -> float | None:
             if not await deploy.until(lambda: status().get("replicas", 0) >= n, deadline):
                 return None
             created_at.append(time.perf_counter() - t0)
             while time.perf_counter() < deadline:
-                unbound = await get_json(s, f"{PODS}?fieldSelector=spec.nodeName%3D&limit=1")
-                if not unbound["items"]:
+                if await polls.empty(f"{PODS}?fieldSelector=spec.nodeName%3D&limit=1"):
                     return time.perf_counter() - t0
                 await asyncio.sleep(POLL)
             return None
@@ -398,6 +425,7 @@ class Bench:
         bound, ready_in = await asyncio.gather(created_then_bound(), ready())
         usage.note(f"0 -> {n:,}")
         self.report(recording)
+        polls.note()
         mem = common.memory_status(self.server.pid)
         listed_at = time.perf_counter()
         pods = (await get_json(s, PODS))["items"]
@@ -454,10 +482,11 @@ class Bench:
         t0, _ = await self.scale(s, 0)
         deadline = t0 + target * self.args.grace
         status = lambda: deploy.objects.get(DEPLOYMENT, {}).get("status", {})  # noqa: E731
+        polls = Polls(s)
 
         async def none_left() -> float | None:
             while time.perf_counter() < deadline:
-                if not (await get_json(s, f"{PODS}?limit=1"))["items"]:
+                if await polls.empty(f"{PODS}?limit=1"):
                     return time.perf_counter() - t0
                 await asyncio.sleep(POLL)
             return None
@@ -470,6 +499,7 @@ class Bench:
         gone, zero = await asyncio.gather(none_left(), status_zero())
         usage.note(f"{n:,} -> 0")
         self.report(recording)
+        polls.note()
         if zero is not None:
             figure("Deployment status replicas = 0", f"{zero:.1f} s")
         if gone is not None:
@@ -483,6 +513,12 @@ class Bench:
                 False,
             )
         figure("server VmRSS after scale to 0", rss_text(self.server.pid))
+        events = (await get_json(s, f"/api/v1/namespaces/{NAMESPACE}/events"))["items"]
+        reasons: dict[str, int] = {}
+        for event in events:
+            reasons[event.get("reason", "")] = reasons.get(event.get("reason", ""), 0) + 1
+        top = ", ".join(f"{r} {c:,}" for r, c in sorted(reasons.items(), key=lambda rc: -rc[1])[:6])
+        note(f"Events stored in {NAMESPACE} after both scales: {len(events):,} ({top})")
 
     # -- profile ---------------------------------------------------------------
 
@@ -500,6 +536,7 @@ class Bench:
         recording.stop()
         note(f"py-spy ({recording.output}):")
         print(pyspy.summarize(recording.output, top=20))
+        print(components(recording.output))
 
 
 JSON = "application/json"
@@ -524,6 +561,43 @@ def pod_counts(pods: list[Obj]) -> dict[str, Any]:
             )
     counts["last_scheduled"], counts["last_ready"] = last_scheduled, last_ready
     return counts
+
+
+# Where a stack belongs, by a frame it contains: the first match wins, in this order.
+COMPONENTS = (
+    ("cyclic garbage collector", "gc_collect"),
+    ("scheduler", "nanokube/scheduler/"),
+    ("event recorder", "nanokube/client/events.py"),
+    ("simulated kubelets", "nanokube/kubelet/"),
+    ("ReplicaSet controller", "nanokube/controllers/replicaset.py"),
+    ("Deployment controller", "nanokube/controllers/deployment"),
+    ("garbage collector controller", "nanokube/controllers/garbagecollector.py"),
+    ("other controllers", "nanokube/controllers/"),
+    ("informers (event dispatch, indexers)", "nanokube/client/informer.py"),
+    ("HTTP (aiohttp: this benchmark's requests)", "aiohttp/"),
+)
+
+
+def components(path: Path) -> str:
+    """Busy samples by component (the task a stack runs in), as printable lines.
+
+    Complements `pyspy.summarize`, which ranks functions: this says which part
+    of the control plane the server's one core went to.
+    """
+    shares: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not count.isdigit() or frames[-1].strip().startswith(("epoll_wait", "epoll_pwait")):
+            continue
+        total += int(count)
+        label = next((c for c, frame in COMPONENTS if frame in stack), "other (loop, storage...)")
+        shares[label] = shares.get(label, 0) + int(count)
+    lines = ["    by component:"]
+    for label, n in sorted(shares.items(), key=lambda kv: -kv[1]):
+        lines.append(f"      {n / max(total, 1):6.1%}  {label}")
+    return "\n".join(lines)
 
 
 def rss_text(pid: int) -> str:
