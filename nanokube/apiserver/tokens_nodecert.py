@@ -30,7 +30,6 @@ of the token. A token whose node name header names another node is refused
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,48 +209,17 @@ def _sign(
     usage: x509.ObjectIdentifier,
     sans: list[str],
 ) -> bytes:
-    from cryptography import x509  # imported when signing: start-up stays fast
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization  # imported when signing
 
-    ca_cert, ca_key = _load_ca(ca_paths)
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(csr.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(min(now + VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    from nanokube.apiserver import pki  # imports cryptography: start-up stays fast
+
+    cert = pki.sign_leaf(
+        subject,
+        csr.public_key(),
+        _load_ca(ca_paths),
+        usage,
+        sans,
+        VALIDITY,
+        datetime.datetime.now(datetime.UTC),
     )
-    if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([_general_name(s) for s in sans]), critical=False
-        )
-    cert = builder.sign(ca_key, hashes.SHA256())
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _general_name(name: str) -> x509.GeneralName:
-    from cryptography import x509  # imported when signing: start-up stays fast
-
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)

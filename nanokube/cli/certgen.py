@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from nanokube.apiserver import pki
 from nanokube.cli import certs
 from nanokube.cli.certs import ClusterTLS, PathPair
 from nanokube.cli.files import write_private
@@ -95,7 +96,7 @@ def _ensure_ca(paths: PathPair, name: str, now: datetime.datetime) -> _CA:
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(now - pki.BACKDATE)
         .not_valid_after(now + certs.CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
@@ -174,47 +175,16 @@ def _normalise_san(name: str) -> str:
 def _sign(
     request: _Request, key: ec.EllipticCurvePrivateKey, ca: _CA, now: datetime.datetime
 ) -> x509.Certificate:
-    ca_cert, ca_key = ca
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(request.subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(min(now + certs.LEAF_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([request.usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+    return pki.sign_leaf(
+        request.subject,
+        key.public_key(),
+        ca,
+        request.usage,
+        request.sans,
+        certs.LEAF_VALIDITY,
+        now,
+        authority_key_id=True,
     )
-    if request.sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([_general_name(s) for s in request.sans]), critical=False
-        )
-    return builder.sign(ca_key, hashes.SHA256())
-
-
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
 
 
 # --- keys and files ------------------------------------------------------------
