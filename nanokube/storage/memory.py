@@ -12,7 +12,8 @@ historical questions the same way:
   replays history by slicing
 
 Compaction at revision C drops every version superseded by another version at
-or below C, deletions at or below C, and the log up to C.
+or below C, deletions at or below C, and the log up to C. The versioning rules
+(expected revisions, readable revisions, watches) are `LogStore`'s, as for sqlite.
 """
 
 from __future__ import annotations
@@ -20,18 +21,9 @@ from __future__ import annotations
 import bisect
 import builtins
 import logging
-from collections.abc import AsyncIterator
 
-from nanokube.storage.store import (
-    CompactedError,
-    ConflictError,
-    Event,
-    KeyExistsError,
-    KeyNotFoundError,
-    KeyValue,
-    ListResult,
-    StorageError,
-)
+from nanokube.storage.logstore import LogStore
+from nanokube.storage.store import Event, KeyExistsError, KeyValue, ListResult
 from nanokube.storage.watchhub import WatchHub
 
 log = logging.getLogger(__name__)
@@ -39,7 +31,7 @@ log = logging.getLogger(__name__)
 _Version = tuple[int, KeyValue | None]
 
 
-class MemoryStore:
+class MemoryStore(LogStore):
     """A `Store` in process memory; `watch_window` is the per-prefix live event buffer."""
 
     def __init__(self, *, watch_window: int = 1024) -> None:
@@ -49,9 +41,6 @@ class MemoryStore:
         self._versions: dict[str, list[_Version]] = {}
         self._log: list[Event] = []
         self._hub = WatchHub(watch_window)
-
-    async def get(self, key: str) -> KeyValue | None:
-        return self._current(key)
 
     async def list(
         self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
@@ -78,34 +67,15 @@ class MemoryStore:
         return ListResult(items, rev, more)
 
     async def create(self, key: str, value: bytes) -> KeyValue:
-        if self._current(key) is not None:
+        if self._latest(key) is not None:
             raise KeyExistsError(key)
         rev = self._rev + 1
         kv = KeyValue(key, value, rev, rev)
-        self._commit(Event("PUT", kv, None))
+        self._append(Event("PUT", kv, None))
         return kv
-
-    async def update(self, key: str, value: bytes, expected_revision: int) -> KeyValue:
-        prev = self._existing(key, expected_revision)
-        kv = KeyValue(key, value, prev.create_revision, self._rev + 1)
-        self._commit(Event("PUT", kv, prev))
-        return kv
-
-    async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
-        prev = self._existing(key, expected_revision)
-        kv = KeyValue(key, prev.value, prev.create_revision, self._rev + 1)
-        self._commit(Event("DELETE", kv, prev))
-        return kv
-
-    def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
-        return self._hub.watch(prefix, from_revision, self._history)
-
-    async def current_revision(self) -> int:
-        return self._rev
 
     async def compact(self, revision: int) -> None:
-        if revision > self._rev:
-            raise StorageError(f"cannot compact at {revision}: the current revision is {self._rev}")
+        self._check_compact(revision)
         old = self._compacted
         if revision <= old:
             return
@@ -126,20 +96,11 @@ class MemoryStore:
     async def close(self) -> None:
         self._hub.close()
 
-    def _current(self, key: str) -> KeyValue | None:
+    def _latest(self, key: str) -> KeyValue | None:
         versions = self._versions.get(key)
         return versions[-1][1] if versions else None
 
-    def _existing(self, key: str, expected_revision: int) -> KeyValue:
-        """The key's current value, checked against the caller's expected revision."""
-        current = self._current(key)
-        if current is None:
-            raise KeyNotFoundError(key)
-        if expected_revision and current.mod_revision != expected_revision:
-            raise ConflictError(key, current)
-        return current
-
-    def _commit(self, event: Event) -> None:
+    def _append(self, event: Event) -> None:
         key = event.kv.key
         self._rev = rev = event.revision
         versions = self._versions.get(key)
@@ -150,21 +111,7 @@ class MemoryStore:
         self._log.append(event)
         self._hub.publish(event)
 
-    def _read_revision(self, revision: int) -> int:
-        """The revision a read happens at: now for 0, else `revision` if still readable."""
-        if revision == 0:
-            return self._rev
-        if revision < self._compacted:
-            raise CompactedError(revision, self._compacted)
-        if revision > self._rev:
-            raise StorageError(
-                f"revision {revision} is newer than the current revision {self._rev}"
-            )
-        return revision
-
-    def _history(self, prefix: str, after: int, limit: int) -> builtins.list[Event]:
-        if after < self._compacted:
-            raise CompactedError(after, self._compacted)
+    def _events_after(self, prefix: str, after: int, limit: int) -> builtins.list[Event]:
         events = self._log
         out: list[Event] = []
         for i in range(after - self._compacted, len(events)):

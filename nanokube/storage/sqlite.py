@@ -13,6 +13,8 @@ back at it with an id <= R), so it is the only index the table needs.
 A deletion is a row with `deleted = 1` and an empty value; the deleted value
 is its previous row's. Compaction at revision C deletes every row superseded
 by a row at or below C, and the deletions at or below C; `meta` records C.
+The versioning rules above the table (expected revisions, readable revisions,
+watches) are `LogStore`'s, shared with the in-memory store.
 
 Durability and speed: WAL journal with `synchronous=NORMAL` means a commit is
 a write into the WAL file without fsync. The write is in the OS once the
@@ -40,15 +42,13 @@ import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
+from nanokube.storage.logstore import LogStore
 from nanokube.storage.store import (
-    CompactedError,
     ConflictError,
     Event,
     KeyExistsError,
-    KeyNotFoundError,
     KeyValue,
     ListResult,
     StorageError,
@@ -112,7 +112,7 @@ _COMPACT_STEP = 1000
 _MAX_KEY = "\U0010ffff"
 
 
-class SqliteStore:
+class SqliteStore(LogStore):
     """A `Store` in the SQLite file at `path` (created with its directory if missing)."""
 
     def __init__(self, path: str | os.PathLike[str], *, watch_window: int = 1024) -> None:
@@ -140,12 +140,6 @@ class SqliteStore:
         self._hub = WatchHub(watch_window)
         log.info("opened %s rv=%d compacted=%d", path, self._rev, self._compacted)
 
-    async def get(self, key: str) -> KeyValue | None:
-        row = self._db.execute(_LATEST, (key,)).fetchone()
-        if row is None or row[1]:
-            return None
-        return KeyValue(key, row[3], row[2], row[0])
-
     async def list(
         self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
     ) -> ListResult:
@@ -167,30 +161,11 @@ class SqliteStore:
             raise KeyExistsError(key)
         rev = self._rev + 1
         kv = KeyValue(key, value, rev, rev)
-        self._append(kv, 1, 0, row[0] if row else 0, value, None)
+        self._append(Event("PUT", kv, None), row[0] if row else 0)
         return kv
-
-    async def update(self, key: str, value: bytes, expected_revision: int) -> KeyValue:
-        prev = self._existing(key, expected_revision)
-        kv = KeyValue(key, value, prev.create_revision, self._rev + 1)
-        self._append(kv, 0, 0, prev.mod_revision, value, prev)
-        return kv
-
-    async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
-        prev = self._existing(key, expected_revision)
-        kv = KeyValue(key, prev.value, prev.create_revision, self._rev + 1)
-        self._append(kv, 0, 1, prev.mod_revision, b"", prev)
-        return kv
-
-    def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
-        return self._hub.watch(prefix, from_revision, self._history)
-
-    async def current_revision(self) -> int:
-        return self._rev
 
     async def compact(self, revision: int) -> None:
-        if revision > self._rev:
-            raise StorageError(f"cannot compact at {revision}: the current revision is {self._rev}")
+        self._check_compact(revision)
         start = self._compacted
         while self._compacted < revision:
             old = self._compacted
@@ -213,56 +188,41 @@ class SqliteStore:
         self._db.close()
         self._lock.close()
 
-    def _existing(self, key: str, expected_revision: int) -> KeyValue:
-        """The key's current value, checked against the caller's expected revision."""
+    def _latest(self, key: str) -> KeyValue | None:
         row = self._db.execute(_LATEST, (key,)).fetchone()
         if row is None or row[1]:
-            raise KeyNotFoundError(key)
-        current = KeyValue(key, row[3], row[2], row[0])
-        if expected_revision and current.mod_revision != expected_revision:
-            raise ConflictError(key, current)
-        return current
+            return None
+        return KeyValue(key, row[3], row[2], row[0])
 
-    def _append(
-        self,
-        kv: KeyValue,
-        created: int,
-        deleted: int,
-        prev_rev: int,
-        value: bytes,
-        prev: KeyValue | None,
-    ) -> None:
-        """Commit one row, then publish its event, in one synchronous step."""
+    def _append(self, event: Event, deleted_row: int = 0) -> None:
+        """Commit one row, then publish its event, in one synchronous step.
+
+        A create points at `deleted_row`, the key's deletion row if it had one.
+        """
+        kv, prev = event.kv, event.prev
+        deleted = event.type == "DELETE"
         try:
             self._db.execute(
                 _INSERT,
-                (kv.mod_revision, kv.key, created, deleted, kv.create_revision, prev_rev, value),
+                (
+                    kv.mod_revision,
+                    kv.key,
+                    prev is None,
+                    deleted,
+                    kv.create_revision,
+                    deleted_row if prev is None else prev.mod_revision,
+                    b"" if deleted else kv.value,
+                ),
             )
         except sqlite3.IntegrityError:
             # Another writer appended after the same row: the schema's
             # compare-and-swap. Only a second process could get here, and the
             # lock file keeps it out; report it as the conflict it is.
-            row = self._db.execute(_LATEST, (kv.key,)).fetchone()
-            current = KeyValue(kv.key, row[3], row[2], row[0]) if row and not row[1] else None
-            raise ConflictError(kv.key, current) from None
+            raise ConflictError(kv.key, self._latest(kv.key)) from None
         self._rev = kv.mod_revision
-        self._hub.publish(Event("DELETE" if deleted else "PUT", kv, prev))
+        self._hub.publish(event)
 
-    def _read_revision(self, revision: int) -> int:
-        """The revision a read happens at: now for 0, else `revision` if still readable."""
-        if revision == 0:
-            return self._rev
-        if revision < self._compacted:
-            raise CompactedError(revision, self._compacted)
-        if revision > self._rev:
-            raise StorageError(
-                f"revision {revision} is newer than the current revision {self._rev}"
-            )
-        return revision
-
-    def _history(self, prefix: str, after: int, limit: int) -> builtins.list[Event]:
-        if after < self._compacted:
-            raise CompactedError(after, self._compacted)
+    def _events_after(self, prefix: str, after: int, limit: int) -> builtins.list[Event]:
         rows = self._db.execute(_HISTORY, (after, prefix, _after(prefix), limit))
         events = []
         for rev, name, created, deleted, create_rev, prev_rev, prev_value, value in rows:
