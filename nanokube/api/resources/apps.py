@@ -36,22 +36,55 @@ Obj = dict[str, Any]
 
 _SELECTOR = Column("Selector", priority=1, description="Label selector for pods.")
 _READY = Column("Ready", description="Number of the pod with ready state")
+# What Deployment, ReplicaSet and DaemonSet print after their own cells (`_template_cells`).
+_TEMPLATE_COLUMNS = (c.AGE, c.CONTAINERS, c.IMAGES, _SELECTOR)
+
+
+def _template_cells(obj: Obj) -> list[Any]:
+    """The cells of `_TEMPLATE_COLUMNS`: age, the template's containers and images, selector."""
+    spec = obj.get("spec") or {}
+    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
+    return [c.creation_age(obj), names, images, c.selector_string(spec.get("selector"))]
+
+
+def _default_rolling_update(spec: Obj, field: str, max_unavailable: Any, max_surge: Any) -> None:
+    """A `RollingUpdate` strategy at `spec[field]` unless another type is set, with its limits."""
+    strategy = spec.get(field)
+    if not isinstance(strategy, dict):
+        strategy = spec[field] = {}
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.get("rollingUpdate")
+        if not isinstance(rolling, dict):
+            rolling = strategy["rollingUpdate"] = {}
+        rolling.setdefault("maxUnavailable", max_unavailable)
+        rolling.setdefault("maxSurge", max_surge)
+
+
+def _no_active_deadline(spec: Obj, kind_word: str) -> list[Cause]:
+    """A controller's pods run until replaced: their template may not set a deadline."""
+    deadline = get_path(spec, ("template", "spec", "activeDeadlineSeconds"))
+    if deadline is None:
+        return []
+    return [
+        v.invalid(
+            "spec.template.spec.activeDeadlineSeconds",
+            deadline,
+            f"activeDeadlineSeconds in {kind_word} is not Supported",
+        )
+    ]
 
 
 def _replica_set_template_causes(spec: Obj, kind_word: str) -> list[Cause]:
     """`ValidatePodTemplateSpecForReplicaSet`: labels match, pod template, Always, no deadline."""
     causes = c.template_labels_cause(spec, "spec") + c.template_causes(spec)
     causes += c.restart_always_causes(spec, "spec")
-    deadline = get_path(spec, ("template", "spec", "activeDeadlineSeconds"))
-    if deadline is not None:
-        causes.append(
-            v.invalid(
-                "spec.template.spec.activeDeadlineSeconds",
-                deadline,
-                f"activeDeadlineSeconds in {kind_word} is not Supported",
-            )
-        )
-    return causes
+    return causes + _no_active_deadline(spec, kind_word)
+
+
+def _validate_selector_update(new: Obj, old: Obj) -> list[Cause]:
+    """Metadata rules, and apps/v1's immutable selector (Deployment, ReplicaSet, DaemonSet)."""
+    return c.meta_update(new, old) + c.immutable_selector(new, old)
 
 
 # --- Deployment ----------------------------------------------------------------------
@@ -61,16 +94,7 @@ def default_deployment(obj: Obj) -> None:
     """`SetDefaults_Deployment`: one replica, a 25%/25% rolling update, 10 revisions, 600 s."""
     spec = c.ensure_spec(obj)
     spec.setdefault("replicas", 1)
-    strategy = spec.get("strategy")
-    if not isinstance(strategy, dict):
-        strategy = spec["strategy"] = {}
-    strategy.setdefault("type", "RollingUpdate")
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.get("rollingUpdate")
-        if not isinstance(rolling, dict):
-            rolling = strategy["rollingUpdate"] = {}
-        rolling.setdefault("maxUnavailable", "25%")
-        rolling.setdefault("maxSurge", "25%")
+    _default_rolling_update(spec, "strategy", "25%", "25%")
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
     c.default_template(spec)
@@ -129,21 +153,13 @@ def validate_deployment(obj: Obj) -> list[Cause]:
     return causes
 
 
-def validate_deployment_update(new: Obj, old: Obj) -> list[Cause]:
-    return c.meta_update(new, old) + c.immutable_selector(new, old)
-
-
 def deployment_row(obj: Obj) -> list[Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
     return [
         f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
         status.get("updatedReplicas", 0),
         status.get("availableReplicas", 0),
-        c.creation_age(obj),
-        names,
-        images,
-        c.selector_string(spec.get("selector")),
+        *_template_cells(obj),
     ]
 
 
@@ -159,7 +175,7 @@ DEPLOYMENT = Kind(
     has_status=True,
     defaults=default_deployment,
     validate=validate_deployment,
-    validate_update=validate_deployment_update,
+    validate_update=_validate_selector_update,
     columns=(
         _READY,
         Column(
@@ -170,10 +186,7 @@ DEPLOYMENT = Kind(
             "Available",
             description="Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
         ),
-        c.AGE,
-        c.CONTAINERS,
-        c.IMAGES,
-        _SELECTOR,
+        *_TEMPLATE_COLUMNS,
     ),
     row=deployment_row,
     scale=Scale(),
@@ -199,21 +212,13 @@ def validate_replica_set(obj: Obj) -> list[Cause]:
     return causes + _replica_set_template_causes(spec, "ReplicaSet")
 
 
-def validate_replica_set_update(new: Obj, old: Obj) -> list[Cause]:
-    return c.meta_update(new, old) + c.immutable_selector(new, old)
-
-
 def replica_set_row(obj: Obj) -> list[Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
     return [
         spec.get("replicas", 0),
         status.get("replicas", 0),
         status.get("readyReplicas", 0),
-        c.creation_age(obj),
-        names,
-        images,
-        c.selector_string(spec.get("selector")),
+        *_template_cells(obj),
     ]
 
 
@@ -229,7 +234,7 @@ REPLICA_SET = Kind(
     has_status=True,
     defaults=default_replica_set,
     validate=validate_replica_set,
-    validate_update=validate_replica_set_update,
+    validate_update=_validate_selector_update,
     columns=(
         Column("Desired", "integer", description="Replicas is the number of desired pods."),
         Column(
@@ -240,10 +245,7 @@ REPLICA_SET = Kind(
         Column(
             "Ready", "integer", description="The number of ready replicas for this replica set."
         ),
-        c.AGE,
-        c.CONTAINERS,
-        c.IMAGES,
-        _SELECTOR,
+        *_TEMPLATE_COLUMNS,
     ),
     row=replica_set_row,
     scale=Scale(),
@@ -257,16 +259,7 @@ REPLICA_SET = Kind(
 def default_daemon_set(obj: Obj) -> None:
     """`SetDefaults_DaemonSet`: rolling update, one unavailable at a time, no surge."""
     spec = c.ensure_spec(obj)
-    strategy = spec.get("updateStrategy")
-    if not isinstance(strategy, dict):
-        strategy = spec["updateStrategy"] = {}
-    strategy.setdefault("type", "RollingUpdate")
-    if strategy["type"] == "RollingUpdate":
-        rolling = strategy.get("rollingUpdate")
-        if not isinstance(rolling, dict):
-            rolling = strategy["rollingUpdate"] = {}
-        rolling.setdefault("maxUnavailable", 1)
-        rolling.setdefault("maxSurge", 0)
+    _default_rolling_update(spec, "updateStrategy", 1, 0)
     spec.setdefault("revisionHistoryLimit", 10)
     c.default_template(spec)
 
@@ -325,28 +318,15 @@ def validate_daemon_set(obj: Obj) -> list[Cause]:
         )
     causes += c.template_causes(spec)
     causes += c.restart_always_causes(spec, "spec")
-    deadline = get_path(spec, ("template", "spec", "activeDeadlineSeconds"))
-    if deadline is not None:
-        causes.append(
-            v.invalid(
-                "spec.template.spec.activeDeadlineSeconds",
-                deadline,
-                "activeDeadlineSeconds in DaemonSet is not Supported",
-            )
-        )
+    causes += _no_active_deadline(spec, "DaemonSet")
     causes += c.non_negative_fields(spec, "spec", "minReadySeconds", "templateGeneration")
     causes += _daemon_set_strategy_causes(spec.get("updateStrategy") or {})
     return causes + c.non_negative_fields(spec, "spec", "revisionHistoryLimit")
 
 
-def validate_daemon_set_update(new: Obj, old: Obj) -> list[Cause]:
-    return c.meta_update(new, old) + c.immutable_selector(new, old)
-
-
 def daemon_set_row(obj: Obj) -> list[Any]:
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    pod_spec = get_path(spec, ("template", "spec"))
-    names, images = c.containers_and_images(pod_spec)
+    status = obj.get("status") or {}
+    pod_spec = get_path(obj, ("spec", "template", "spec"))
     return [
         status.get("desiredNumberScheduled", 0),
         status.get("currentNumberScheduled", 0),
@@ -354,10 +334,7 @@ def daemon_set_row(obj: Obj) -> list[Any]:
         status.get("updatedNumberScheduled", 0),
         status.get("numberAvailable", 0),
         c.label_set_string((pod_spec or {}).get("nodeSelector")),
-        c.creation_age(obj),
-        names,
-        images,
-        c.selector_string(spec.get("selector")),
+        *_template_cells(obj),
     ]
 
 
@@ -373,7 +350,7 @@ DAEMON_SET = Kind(
     has_status=True,
     defaults=default_daemon_set,
     validate=validate_daemon_set,
-    validate_update=validate_daemon_set_update,
+    validate_update=_validate_selector_update,
     columns=(
         Column(
             "Desired",
@@ -404,10 +381,7 @@ DAEMON_SET = Kind(
             "Node Selector",
             description="NodeSelector is a selector which must be true for the pod to fit on a node.",
         ),
-        c.AGE,
-        c.CONTAINERS,
-        c.IMAGES,
-        _SELECTOR,
+        *_TEMPLATE_COLUMNS,
     ),
     row=daemon_set_row,
     schema_name="io.k8s.api.apps.v1.DaemonSet",
