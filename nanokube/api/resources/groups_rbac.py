@@ -27,10 +27,6 @@ _CREATED_AT = Column(
     "date",
     description="CreationTimestamp is a timestamp representing the server time when this object was created.",
 )
-_AGE = Column(
-    "Age",
-    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
-)
 
 
 def _go_strings(values: list[Any]) -> str:
@@ -174,16 +170,12 @@ def _go_role_ref(ref: Obj) -> str:
 
 
 def validate_binding_update(new: Obj, old: Obj) -> list[Cause]:
-    causes = v.validate_object_meta_update(new, old)
+    causes = c.meta_update(new, old)
     if (new.get("roleRef") or {}) != (old.get("roleRef") or {}):
         causes.append(
             c.invalid_go("roleRef", _go_role_ref(new.get("roleRef") or {}), "cannot change roleRef")
         )
     return causes
-
-
-def _meta_update(new: Obj, old: Obj) -> list[Cause]:
-    return v.validate_object_meta_update(new, old)
 
 
 def created_at_row(obj: Obj) -> list[Any]:
@@ -214,7 +206,7 @@ _BINDING_COLUMNS = (
         "Role",
         description="RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace.",
     ),
-    _AGE,
+    c.AGE,
     Column("Users", priority=1, description="Users in the roleBinding"),
     Column("Groups", priority=1, description="Groups in the roleBinding"),
     Column("ServiceAccounts", priority=1, description="ServiceAccounts in the roleBinding"),
@@ -227,7 +219,7 @@ ROLE = Kind(
     plural="roles",
     namespaced=True,
     validate=validate_role,
-    validate_update=_meta_update,
+    validate_update=c.meta_update,
     columns=(_CREATED_AT,),
     row=created_at_row,
     schema_name="io.k8s.api.rbac.v1.Role",
@@ -239,7 +231,7 @@ CLUSTER_ROLE = Kind(
     plural="clusterroles",
     namespaced=False,
     validate=validate_cluster_role,
-    validate_update=_meta_update,
+    validate_update=c.meta_update,
     columns=(_CREATED_AT,),
     row=created_at_row,
     schema_name="io.k8s.api.rbac.v1.ClusterRole",
