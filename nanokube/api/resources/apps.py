@@ -36,15 +36,8 @@ Obj = dict[str, Any]
 
 _SELECTOR = Column("Selector", priority=1, description="Label selector for pods.")
 _READY = Column("Ready", description="Number of the pod with ready state")
-# What Deployment, ReplicaSet and DaemonSet print after their own cells (`_template_cells`).
+# What Deployment, ReplicaSet and DaemonSet print after their own cells (`c.template_cells`).
 _TEMPLATE_COLUMNS = (c.AGE, c.CONTAINERS, c.IMAGES, _SELECTOR)
-
-
-def _template_cells(obj: Obj) -> list[Any]:
-    """The cells of `_TEMPLATE_COLUMNS`: age, the template's containers and images, selector."""
-    spec = obj.get("spec") or {}
-    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
-    return [c.creation_age(obj), names, images, c.selector_string(spec.get("selector"))]
 
 
 def _default_rolling_update(spec: Obj, field: str, max_unavailable: Any, max_surge: Any) -> None:
@@ -159,7 +152,7 @@ def deployment_row(obj: Obj) -> list[Any]:
         f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
         status.get("updatedReplicas", 0),
         status.get("availableReplicas", 0),
-        *_template_cells(obj),
+        *c.template_cells(obj),
     ]
 
 
@@ -218,7 +211,7 @@ def replica_set_row(obj: Obj) -> list[Any]:
         spec.get("replicas", 0),
         status.get("replicas", 0),
         status.get("readyReplicas", 0),
-        *_template_cells(obj),
+        *c.template_cells(obj),
     ]
 
 
@@ -334,7 +327,7 @@ def daemon_set_row(obj: Obj) -> list[Any]:
         status.get("updatedNumberScheduled", 0),
         status.get("numberAvailable", 0),
         c.label_set_string((pod_spec or {}).get("nodeSelector")),
-        *_template_cells(obj),
+        *c.template_cells(obj),
     ]
 
 

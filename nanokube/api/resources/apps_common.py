@@ -263,8 +263,15 @@ def containers_and_images(pod_spec: Any) -> tuple[str, str]:
     )
 
 
-def creation_age(obj: Obj) -> str:
-    return age(get_path(obj, ("metadata", "creationTimestamp")))
+def creation_age(obj: Obj, now: float | None = None) -> str:
+    return age(get_path(obj, ("metadata", "creationTimestamp")), now)
+
+
+def template_cells(obj: Obj, now: float | None = None) -> list[Any]:
+    """What a pod-template workload prints last: AGE, CONTAINERS, IMAGES and SELECTOR."""
+    spec = obj.get("spec") or {}
+    names, images = containers_and_images(get_path(spec, ("template", "spec")))
+    return [creation_age(obj, now), names, images, selector_string(spec.get("selector"))]
 
 
 def controller_of(obj: Obj) -> Obj | None:

@@ -345,16 +345,7 @@ def job_row(obj: Obj, now: float | None = None) -> list[Any]:
             )
         else:
             duration = age(status["startTime"], now)
-    names, images = c.containers_and_images(get_path(spec, ("template", "spec")))
-    return [
-        job_status(obj),
-        completions,
-        duration,
-        age(get_path(obj, ("metadata", "creationTimestamp")), now),
-        names,
-        images,
-        c.selector_string(spec.get("selector")),
-    ]
+    return [job_status(obj), completions, duration, *c.template_cells(obj, now)]
 
 
 JOB = Kind(
