@@ -33,6 +33,30 @@ ACTION_LIMIT = 128
 REASON_LIMIT = 128
 NOTE_LIMIT = 1024
 
+# The columns both Event APIs print alike (events.k8s.io/v1's `groups_events` too).
+LAST_SEEN = Column(
+    "Last Seen",
+    description="The time at which the most recent occurrence of this event was recorded.",
+)
+REASON = Column(
+    "Reason",
+    description="This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+)
+OBJECT = Column("Object", description="The object that this event is about.")
+SUBOBJECT = Column(
+    "Subobject",
+    priority=1,
+    description="If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
+)
+SOURCE = Column("Source", priority=1, description="The component reporting this event.")
+MESSAGE = Column(
+    "Message", description="A human-readable description of the status of this operation."
+)
+FIRST_SEEN = Column(
+    "First Seen", priority=1, description="The time at which the event was first recorded."
+)
+COUNT = Column("Count", priority=1, description="The number of times this event has occurred.")
+
 
 def validate_event(event: Obj) -> list[Cause]:
     causes = validate_object_meta(event, True, name_is_path_segment)
@@ -122,32 +146,18 @@ EVENT = Kind(
     validate=validate_event,
     validate_update=lambda new, old: validate_object_meta_update(new, old) + validate_event(new),
     columns=(
-        Column(
-            "Last Seen",
-            description="The time at which the most recent occurrence of this event was recorded.",
-        ),
+        LAST_SEEN,
         Column(
             "Type",
             description="Type of this event (Normal, Warning), new types could be added in the future",
         ),
-        Column(
-            "Reason",
-            description="This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
-        ),
-        Column("Object", description="The object that this event is about."),
-        Column(
-            "Subobject",
-            priority=1,
-            description="If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
-        ),
-        Column("Source", priority=1, description="The component reporting this event."),
-        Column(
-            "Message", description="A human-readable description of the status of this operation."
-        ),
-        Column(
-            "First Seen", priority=1, description="The time at which the event was first recorded."
-        ),
-        Column("Count", priority=1, description="The number of times this event has occurred."),
+        REASON,
+        OBJECT,
+        SUBOBJECT,
+        SOURCE,
+        MESSAGE,
+        FIRST_SEEN,
+        COUNT,
         Column("Name", format="name", priority=1, description="The name of the event."),
     ),
     row=event_row,

@@ -18,6 +18,7 @@ from nanokube.api.errors import Cause
 from nanokube.api.kinds import Column, Kind
 from nanokube.api.meta import age, get_path
 from nanokube.api.resources import apps_common as c
+from nanokube.api.resources import core_event as ce
 
 Obj = dict[str, Any]
 
@@ -136,32 +137,18 @@ EVENT = Kind(
     validate=validate_event,
     validate_update=validate_event_update,
     columns=(
-        Column(
-            "Last Seen",
-            description="The time at which the most recent occurrence of this event was recorded.",
-        ),
+        ce.LAST_SEEN,
         Column(
             "Type",
             description="Type of this event (Normal, Warning), new types could be added in the future.",
         ),
-        Column(
-            "Reason",
-            description="This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
-        ),
-        Column("Object", description="The object that this event is about."),
-        Column(
-            "Subobject",
-            priority=1,
-            description="If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
-        ),
-        Column("Source", priority=1, description="The component reporting this event."),
-        Column(
-            "Message", description="A human-readable description of the status of this operation."
-        ),
-        Column(
-            "First Seen", priority=1, description="The time at which the event was first recorded."
-        ),
-        Column("Count", priority=1, description="The number of times this event has occurred."),
+        ce.REASON,
+        ce.OBJECT,
+        ce.SUBOBJECT,
+        ce.SOURCE,
+        ce.MESSAGE,
+        ce.FIRST_SEEN,
+        ce.COUNT,
         Column(
             "Name", priority=1, format="name", description="Name must be unique within a namespace."
         ),
