@@ -46,10 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import os
-import ssl
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -122,45 +119,16 @@ class SimServer(common.Server):
     def __init__(self, data_dir: Path, nodes: int) -> None:
         super().__init__(data_dir)
         self.nodes = nodes
+        self.ready_poll = 0.01
 
-    def start(self) -> float:
-        """Spawn the server and wait for `/readyz` 200, as `common.Server.start` does."""
-        cmd = [
-            *common.nanokube_command(),
-            "server",
-            "--disable-agent",
+    def command(self) -> list[str]:
+        return [
+            *super().command(),
             "--simulated-nodes",
             str(self.nodes),
             "--cluster-cidr",
             "10.0.0.0/8",
-            "--data-dir",
-            str(self.data_dir),
-            "--https-listen-port",
-            str(self.port),
-            "--write-kubeconfig",
-            str(self.kubeconfig),
         ]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        probe = ssl.create_default_context()
-        probe.check_hostname = False
-        probe.verify_mode = ssl.CERT_NONE
-        with self.log_path.open("ab") as log:
-            t0 = time.perf_counter()
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = t0 + common.READY_TIMEOUT
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if self._status("/readyz", probe) == 200:
-                    return time.perf_counter() - t0
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.01)
-        self.kill()
-        raise RuntimeError(f"server not ready after {common.READY_TIMEOUT}s:\n{self.log_tail()}")
 
 
 class Watch:

@@ -63,6 +63,7 @@ class Server:
         self.kubeconfig = data_dir / "kubeconfig.yaml"
         self.log_path = data_dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_poll = 0.005  # seconds between `/readyz` polls while starting
 
     @property
     def pid(self) -> int:
@@ -73,9 +74,9 @@ class Server:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self) -> float:
-        """Spawn the server and wait for `/readyz` 200; seconds from spawn to ready."""
-        cmd = [
+    def command(self) -> list[str]:
+        """The server's command line; a benchmark that needs more flags extends it."""
+        return [
             *nanokube_command(),
             "server",
             "--disable-agent",
@@ -86,6 +87,10 @@ class Server:
             "--write-kubeconfig",
             str(self.kubeconfig),
         ]
+
+    def start(self) -> float:
+        """Spawn `command()` and wait for `/readyz` 200; seconds from spawn to ready."""
+        cmd = self.command()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         probe = ssl.create_default_context()
         probe.check_hostname = False
@@ -104,7 +109,7 @@ class Server:
                     return time.perf_counter() - t0
             except (OSError, http.client.HTTPException):
                 pass
-            time.sleep(0.005)
+            time.sleep(self.ready_poll)
         self.kill()
         raise RuntimeError(f"server not ready after {READY_TIMEOUT}s:\n{self.log_tail()}")
 
