@@ -17,7 +17,6 @@ code is 1 if any failed.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import runpy
@@ -25,6 +24,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+from bench import common
 
 HERE = Path(__file__).parent
 
@@ -45,7 +46,7 @@ def run_one(name: str, extra: list[str]) -> bool:
         if main is None or _needs_arguments(main):
             runpy.run_module(module_name, run_name="__main__", alter_sys=True)
         elif inspect.iscoroutinefunction(main):
-            _run_async(main)
+            common.run(main())
         else:
             main()
     except SystemExit as e:
@@ -71,15 +72,6 @@ def _needs_arguments(main: object) -> bool:
         p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         for p in params
     )
-
-
-def _run_async(main: object) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())  # type: ignore[operator]
-        return
-    uvloop.run(main())  # type: ignore[operator]
 
 
 def cli(argv: list[str]) -> int:

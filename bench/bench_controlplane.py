@@ -99,18 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             ready = server.start()
             figure("spawn -> /readyz 200", f"{ready:.2f} s")
             tls = common.client_tls(server.kubeconfig, Path(tmp) / "client")
-            _run(Bench(args, server, tls).run(spawned))
+            common.run(Bench(args, server, tls).run(spawned))
         finally:
             server.stop()
-
-
-def _run(coro: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
-    uvloop.run(coro)
 
 
 class SimServer(common.Server):

@@ -48,12 +48,10 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import http.client
 import os
 import re
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -127,20 +125,11 @@ def main(argv: list[str] | None = None) -> None:
         server = NodeServer(root)
         try:
             common_rss = agentless_rss(root / "agentless")
-            _run_async(NodeBench(args, server, results, common_rss).run())
+            common.run(NodeBench(args, server, results, common_rss).run())
         finally:
             teardown(server, root)
         if args.podman_runs > 0:
             podman_side_by_side(root / "podman", args.podman_runs, results)
-
-
-def _run_async(coro: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
-    uvloop.run(coro)
 
 
 class Results:
@@ -206,6 +195,7 @@ class NodeServer(common.Server):
         super().__init__(root / "data")
         self.host = root / "host"  # the agent's runtime state and pod logs
         self.cgroup_root = f"/nanokube-bench-{os.getpid()}"
+        self.preexec_fn = die_with_parent
 
     @property
     def runc_root(self) -> str:
@@ -236,30 +226,6 @@ class NodeServer(common.Server):
             "--cgroup-root",
             self.cgroup_root,
         ]
-
-    def start(self) -> float:
-        """Spawn with the agent and wait for `/readyz`; seconds from spawn to ready."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            t0 = time.perf_counter()
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
-        probe = ssl.create_default_context()
-        probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE
-        while time.perf_counter() < t0 + common.READY_TIMEOUT:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if self._status("/readyz", probe) == 200:
-                    return time.perf_counter() - t0
-            time.sleep(0.005)
-        self.kill()
-        raise RuntimeError(f"server not ready after {common.READY_TIMEOUT}s:\n{self.log_tail()}")
 
     def runc_containers(self) -> list[str]:
         out = subprocess.run(

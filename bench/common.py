@@ -18,6 +18,7 @@ both settle.)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import os
@@ -28,8 +29,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import yaml
@@ -37,6 +39,17 @@ import yaml
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on uvloop when it is installed (the loop the server runs on), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def free_port() -> int:
@@ -64,6 +77,7 @@ class Server:
         self.log_path = data_dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_poll = 0.005  # seconds between `/readyz` polls while starting
+        self.preexec_fn: Callable[[], None] | None = None  # run in the child before exec
 
     @property
     def pid(self) -> int:
@@ -98,7 +112,11 @@ class Server:
         with self.log_path.open("ab") as log:
             t0 = time.perf_counter()
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self.preexec_fn,
             )
         deadline = t0 + READY_TIMEOUT
         while time.perf_counter() < deadline:
