@@ -402,6 +402,12 @@ class Bench:
             figure(f"all {n:,} pods bound", f"{counts['bound']:,} {waited}")
             rate = counts["bound"] / (deadline - t0)
         figure("pods/s, scale request -> all bound", f"{rate:,.0f}", ">= 1,000", rate >= 1000)
+        if created_at and bound is not None:
+            note(
+                f"the ReplicaSet created {n / created_at[0]:,.0f} pods/s and the last bind came "
+                f"{bound - created_at[0]:.1f} s after the last create (polls {POLL} s apart): "
+                "a lag near zero means creation, not scheduling, set the rate"
+            )
         reached = (
             f"{ready_in:.1f} s"
             if ready_in is not None
@@ -478,6 +484,9 @@ class Bench:
             reasons[event.get("reason", "")] = reasons.get(event.get("reason", ""), 0) + 1
         top = ", ".join(f"{r} {c:,}" for r, c in sorted(reasons.items(), key=lambda rc: -rc[1])[:6])
         note(f"Events stored in {NAMESPACE} after both scales: {len(events):,} ({top})")
+        warnings = {e.get("message", "") for e in events if e.get("type") == "Warning"}
+        for message in sorted(warnings)[:3]:
+            note(f"Warning event: {message[:200]}")
 
     # -- profile ---------------------------------------------------------------
 
