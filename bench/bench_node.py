@@ -192,7 +192,7 @@ class NodeServer(common.Server):
     """`common.Server` with its node agent, beside (never over) any other agent."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__(root / "data")
+        super().__init__(root / "data", agent=True)
         self.host = root / "host"  # the agent's runtime state and pod logs
         self.cgroup_root = f"/nanokube-bench-{os.getpid()}"
         self.preexec_fn = die_with_parent
@@ -203,14 +203,7 @@ class NodeServer(common.Server):
 
     def command(self) -> list[str]:
         return [
-            *common.nanokube_command(),
-            "server",
-            "--data-dir",
-            str(self.data_dir),
-            "--https-listen-port",
-            str(self.port),
-            "--write-kubeconfig",
-            str(self.kubeconfig),
+            *super().command(),
             "--node-name",
             NODE_NAME,
             "--kubelet-port",

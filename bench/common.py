@@ -68,10 +68,12 @@ def nanokube_command() -> list[str]:
 
 
 class Server:
-    """A `nanokube server --disable-agent` subprocess on a loopback port, sqlite in `data_dir`."""
+    """A `nanokube server` subprocess on a loopback port, sqlite in `data_dir`; by default
+    without its node agent (`--disable-agent`)."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, agent: bool = False) -> None:
         self.data_dir = data_dir
+        self.agent = agent
         self.port = port or free_port()
         self.kubeconfig = data_dir / "kubeconfig.yaml"
         self.log_path = data_dir / "server.log"
@@ -93,7 +95,7 @@ class Server:
         return [
             *nanokube_command(),
             "server",
-            "--disable-agent",
+            *([] if self.agent else ["--disable-agent"]),
             "--data-dir",
             str(self.data_dir),
             "--https-listen-port",
