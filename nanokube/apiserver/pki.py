@@ -51,20 +51,7 @@ def sign_leaf(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
     if authority_key_id:
@@ -77,6 +64,21 @@ def sign_leaf(
             x509.SubjectAlternativeName([general_name(s) for s in sans]), critical=False
         )
     return builder.sign(ca_key, hashes.SHA256())
+
+
+def key_usage(*, ca: bool) -> x509.KeyUsage:
+    """Digital signature only; a CA also signs certificates and CRLs."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def general_name(name: str) -> x509.GeneralName:

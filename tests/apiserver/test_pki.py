@@ -56,6 +56,13 @@ def test_leaf_is_signed_by_the_ca_and_backdated() -> None:
     assert cert.not_valid_before_utc == NOW - pki.BACKDATE
     assert cert.not_valid_after_utc == NOW + datetime.timedelta(days=365)
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_cert_sign
+
+
+def test_only_a_ca_key_usage_signs_certificates_and_crls() -> None:
+    ca = pki.key_usage(ca=True)
+    assert ca.digital_signature and ca.key_cert_sign and ca.crl_sign
 
 
 def test_validity_never_outlives_the_ca() -> None:
