@@ -28,6 +28,9 @@ scheduler binds them. Every time is from the create call until a watch on the po
    `--ulimit`); timed until it returns with the pod running; the ratio
    nanokube / podman of the medians
 
+The machine is shared: the CPU other processes use while the server idles is printed
+first, and a loaded machine stretches every time here (podman's too, hence the ratio).
+
 Targets (node-agent issue, this 2-core machine): create → Running p50 ≤ 200 ms and
 p99 ≤ 500 ms; a burst of 100 all Running within 10 s; agent RSS ≤ 60 MB + 1 MB per
 running pod. Prints figures, never asserts; about two minutes.
@@ -39,7 +42,8 @@ still sits beside any other (own bridge, kubelet port, pod CIDR, state and log d
 cgroup root), so `--beside` runs it anyway (say, next to an idle agent that
 competes for no CPU), naming the other agents. At the end every pod is deleted through the API, the containers
 are checked gone (force-removed and reported if not) and the mounts, cgroups and
-bridge it made are removed; podman's pod and image too.
+bridge it made are removed; podman's pod and image too. The server, the machine
+checks and the cleanup are in `bench/nodehost.py`, podman in `bench/podman.py`.
 """
 
 from __future__ import annotations
@@ -47,35 +51,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import common, pyspy
+from bench import common, nodehost, podman, pyspy
 from bench.common import figure, note
+from bench.nodehost import NodeServer, cpu_with_children
 from nanokube.api import errors
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_node import NODE
 from nanokube.client.http import HTTPClient
 from nanokube.runtime.images import busybox
 
-NODE_NAME = "nanokube-bench-node"
-BRIDGE = "nkbn0"
-CLUSTER_CIDR = "10.194.0.0/16"  # e2e uses 10.195, the unit tests 10.196-199
 IMAGE = "busybox:latest"
 NAMESPACE = "default"
-COMMAND = ["/bin/sleep", "3600"]  # absolute: podman's imported image has no PATH
-PODMAN_POD = "nanokube-bench"
-PODMAN_IMAGE = "localhost/nanokube-bench-busybox:latest"
-PR_SET_PDEATHSIG = 1
+COMMAND = podman.COMMAND  # the same pod on both sides
 DRAIN_TIMEOUT = 90.0
 CONNECTIONS = 10
 """Requests in flight at once in a burst: a hundred new TLS connections to a server busy
@@ -111,10 +107,10 @@ def main(argv: list[str] | None = None) -> None:
             print("    py-spy not installed: running without --profile")
             args.profile = None
     if args.beside:
-        for agent in other_agents():
+        for agent in nodehost.other_agents():
             print(f"    running beside another node agent: {agent}")
     else:
-        wait_for_machine(args.wait)
+        nodehost.wait_for_machine(args.wait)
     print(
         f"=== node: server + agent (sqlite, HTTPS), {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f} at start"
@@ -124,10 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         results = Results()
         server = NodeServer(root)
         try:
-            common_rss = agentless_rss(root / "agentless")
+            common_rss = nodehost.agentless_rss(root / "agentless")
             common.run(NodeBench(args, server, results, common_rss).run())
         finally:
-            teardown(server, root)
+            nodehost.teardown(server, root)
         if args.podman_runs > 0:
             podman_side_by_side(root / "podman", args.podman_runs, results)
 
@@ -136,169 +132,6 @@ class Results:
     """Figures one phase hands to a later one (the podman ratio needs nanokube's p50)."""
 
     p50: float | None = None
-
-
-# --- the machine --------------------------------------------------------------------------
-
-
-def other_agents() -> list[str]:
-    """Node agents running on this machine now, as `pid: command` lines."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        words = " ".join(argv)
-        if "nanokube" not in words:
-            continue
-        server = "server" in argv and "--disable-agent" not in argv
-        if server or "agent" in argv:
-            found.append(f"{entry.name}: {words[:160]}")
-    listening = subprocess.run(
-        ["ss", "-Htln", "sport = :10250"], capture_output=True, text=True
-    ).stdout
-    if listening.strip():
-        found.append(f"a listener on port 10250: {listening.split()[3]}")
-    return found
-
-
-def wait_for_machine(timeout: float) -> None:
-    """Wait (killing nothing) until no other node agent runs; SystemExit after `timeout`."""
-    deadline = time.monotonic() + timeout
-    said = False
-    while agents := other_agents():
-        if time.monotonic() > deadline:
-            print("    another node agent is still running; not starting:")
-            for a in agents:
-                print(f"      {a}")
-            raise SystemExit(3)
-        if not said:
-            print(f"    another node agent runs; waiting up to {timeout:.0f} s:")
-            for a in agents:
-                print(f"      {a}")
-            said = True
-        time.sleep(5)
-
-
-def die_with_parent() -> None:
-    """In the child: SIGKILL it if the benchmark dies, so no server outlives it."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class NodeServer(common.Server):
-    """`common.Server` with its node agent, beside (never over) any other agent."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root / "data", agent=True)
-        self.host = root / "host"  # the agent's runtime state and pod logs
-        self.cgroup_root = f"/nanokube-bench-{os.getpid()}"
-        self.preexec_fn = die_with_parent
-
-    @property
-    def runc_root(self) -> str:
-        return str(self.host / "run" / "runc")
-
-    def command(self) -> list[str]:
-        return [
-            *super().command(),
-            "--node-name",
-            NODE_NAME,
-            "--kubelet-port",
-            str(common.free_port()),
-            "--cni-bridge",
-            BRIDGE,
-            "--cluster-cidr",
-            CLUSTER_CIDR,
-            "--state-dir",
-            str(self.host / "run"),
-            "--pod-log-dir",
-            str(self.host / "logs"),
-            "--cgroup-root",
-            self.cgroup_root,
-        ]
-
-    def runc_containers(self) -> list[str]:
-        out = subprocess.run(
-            ["runc", "--root", self.runc_root, "list", "-q"], capture_output=True, text=True
-        ).stdout
-        return out.split()
-
-    def shims(self) -> list[int]:
-        """Pids of this agent's container monitors (they outlive the server by design)."""
-        marker = f"runc_root={self.runc_root}".encode()
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if marker in (entry / "cmdline").read_bytes():
-                        pids.append(int(entry.name))
-        return pids
-
-
-def agentless_rss(data_dir: Path) -> float:
-    """Idle RSS of a `--disable-agent` server: what the agent adds is the rest."""
-    server = common.Server(data_dir)
-    try:
-        server.start()
-        time.sleep(1.0)
-        return server.rss_mb()
-    finally:
-        server.stop()
-
-
-def cpu_with_children(pid: int) -> tuple[float, float]:
-    """CPU seconds of a process itself, and of its children it has waited for."""
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        own = int(fields[11]) + int(fields[12])  # utime, stime
-        children = int(fields[13]) + int(fields[14])  # cutime, cstime
-        return own / common.CLOCK_TICKS, children / common.CLOCK_TICKS
-    return 0.0, 0.0
-
-
-def others_busy(pid: int, seconds: float = 2.0) -> float:
-    """Cores the rest of the machine keeps busy while `pid` idles (other helpers' work)."""
-    busy0, own0 = common.machine_busy_seconds(), sum(cpu_with_children(pid))
-    time.sleep(seconds)
-    busy, own = common.machine_busy_seconds() - busy0, sum(cpu_with_children(pid)) - own0
-    return (busy - own) / seconds
-
-
-def pss_mb(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def teardown(server: NodeServer, root: Path) -> None:
-    """Stop the server; remove whatever its agent left: containers, mounts, cgroups, bridge."""
-    server.stop()
-    left = server.runc_containers()
-    if left:
-        print(f"    {len(left)} containers left after the drain: force-removing them")
-        for cid in left:
-            subprocess.run(["runc", "--root", server.runc_root, "delete", "-f", cid])
-    with open("/proc/self/mountinfo") as f:
-        targets = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(root))]
-    for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
-    for controller in Path("/sys/fs/cgroup").iterdir():
-        top = controller / server.cgroup_root.lstrip("/")
-        if top.is_dir() and not top.is_symlink():
-            for d in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-            with contextlib.suppress(OSError):
-                top.rmdir()
-    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
-    shims = server.shims()
-    if shims:
-        print(f"    shims still running after teardown: {shims}")
 
 
 # --- nanokube -----------------------------------------------------------------------------
@@ -409,7 +242,7 @@ class NodeBench:
 
     async def phases(self) -> None:
         await asyncio.sleep(1.0)
-        others = await asyncio.to_thread(others_busy, self.server.pid)
+        others = await asyncio.to_thread(nodehost.others_busy, self.server.pid)
         figure("other processes' CPU before the run", f"{others:.2f} cores")
         rss_idle = self.server.rss_mb()
         warm = await self.create_and_wait("warmup")
@@ -428,13 +261,13 @@ class NodeBench:
         """Pods one at a time, each waited for; the server's RSS with them all running."""
         print(f"--- {self.args.pods} pods, created one at a time (each waited for)")
         recording = self.profile_start("sequential")
-        cpu0 = self.server.cpu_seconds()
+        cpu0 = cpu_with_children(self.server.pid)
         times, bind_times = [], []
         for i in range(self.args.pods):
             name = f"seq-{i}"
             times.append(await self.create_and_wait(name))
             bind_times.append(self.tracker.bound[name] - self._created_at)
-        cpu = self.server.cpu_seconds() - cpu0
+        cpu1 = cpu_with_children(self.server.pid)
         self.profile_stop(recording)
         times.sort()
         p50, p99 = common.quantile(times, 0.5), common.quantile(times, 0.99)
@@ -444,7 +277,8 @@ class NodeBench:
         figure("  min / max", f"{times[0] * 1000:.0f} / {times[-1] * 1000:.0f} ms")
         bind_p50 = common.median(bind_times)
         figure("  of which create -> bound (scheduler) p50", f"{bind_p50 * 1000:.0f} ms")
-        figure("  server CPU per pod", f"{cpu / len(times) * 1000:.0f} ms")
+        own, children = ((b - a) / len(times) * 1000 for a, b in zip(cpu0, cpu1, strict=True))
+        figure("  CPU per pod: server / its children", f"{own:.0f} / {children:.0f} ms")
         return self.server.rss_mb()
 
     async def burst(self) -> None:
@@ -509,7 +343,7 @@ class NodeBench:
         )
         shims = self.server.shims()
         rss = sum(common.rss_mb(p) for p in shims)
-        pss = sum(pss_mb(p) for p in shims)
+        pss = sum(nodehost.pss_mb(p) for p in shims)
         figure(f"{len(shims)} container shims: RSS / PSS", f"{rss:.0f} / {pss:.0f} MB")
         if shims:
             figure("  per shim RSS / PSS", f"{rss / len(shims):.1f} / {pss / len(shims):.1f} MB")
@@ -518,13 +352,13 @@ class NodeBench:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(errors.NotFound):
-                node = await self.client.get(NODE, NODE_NAME)
+                node = await self.client.get(NODE, nodehost.NODE_NAME)
                 conditions = (node.get("status") or {}).get("conditions") or []
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
                     return
             await asyncio.sleep(0.05)
         raise RuntimeError(
-            f"node {NODE_NAME} not Ready after {timeout}s:\n{self.server.log_tail()}"
+            f"node {nodehost.NODE_NAME} not Ready after {timeout}s:\n{self.server.log_tail()}"
         )
 
     async def create_and_wait(self, name: str) -> float:
@@ -577,86 +411,22 @@ class NodeBench:
 
 # --- podman -------------------------------------------------------------------------------
 
-POD_YAML = f"""\
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {PODMAN_POD}
-spec:
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: c
-    image: {PODMAN_IMAGE}
-    command: [{", ".join(f'"{w}"' for w in COMMAND)}]
-"""
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=10000:10000", "nproc=1000:1000"]
-[engine]
-runtime = "runc"
-"""
-
-
-class Podman:
-    """`podman --runtime runc` with a private containers.conf (the ulimits `kube play` lacks)."""
-
-    def __init__(self, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir = workdir
-        conf = workdir / "containers.conf"
-        conf.write_text(CONTAINERS_CONF)
-        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-        self.yaml = workdir / "pod.yaml"
-        self.yaml.write_text(POD_YAML)
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["podman", "--runtime", "runc", *args], capture_output=True, text=True, env=self.env
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"podman {' '.join(args)}: {done.returncode}\n{done.stderr[-800:]}")
-        return done
-
-    def import_image(self) -> None:
-        """The same busybox layer nanokube's image has, as a `podman import`ed image."""
-        layer = self.workdir / "rootfs.tar"
-        layer.write_bytes(busybox.busybox_layer())
-        self.run("import", str(layer), PODMAN_IMAGE)
-
-    def play(self) -> float:
-        """Seconds `podman kube play` takes to return with the pod running; then remove it."""
-        t0 = time.perf_counter()
-        self.run("kube", "play", str(self.yaml))
-        elapsed = time.perf_counter() - t0
-        state = self.run("pod", "inspect", PODMAN_POD, "--format", "{{.State}}").stdout.strip()
-        if state != "Running":
-            raise RuntimeError(f"podman pod {state!r} after kube play, not Running")
-        self.remove_pod()
-        return elapsed
-
-    def remove_pod(self) -> None:
-        self.run("pod", "rm", "--force", "--time", "0", PODMAN_POD, check=False)
-
-    def cleanup(self) -> None:
-        self.remove_pod()
-        self.run("rmi", "--force", PODMAN_IMAGE, check=False)
-
 
 def podman_side_by_side(workdir: Path, runs: int, results: Results) -> None:
     print(f"--- podman kube play of the same pod, {runs} runs")
     if shutil.which("podman") is None:
         note("podman not installed (apt-get install -y podman): no comparison")
         return
-    podman = Podman(workdir)
-    if re.search(rf"\b{PODMAN_POD}\b", podman.run("pod", "ps", "--format", "{{.Name}}").stdout):
-        note(f"a podman pod {PODMAN_POD} exists already: not touching it")
+    pm = podman.Podman(workdir)
+    if re.search(rf"\b{podman.PODMAN_POD}\b", pm.run("pod", "ps", "--format", "{{.Name}}").stdout):
+        note(f"a podman pod {podman.PODMAN_POD} exists already: not touching it")
         return
     try:
-        podman.import_image()
-        podman.play()  # warm-up: the first play builds podman's pause image
-        times = sorted(podman.play() for _ in range(runs))
+        pm.import_image()
+        pm.play()  # warm-up: the first play builds podman's pause image
+        times = sorted(pm.play() for _ in range(runs))
     finally:
-        podman.cleanup()
+        pm.cleanup()
     p50 = common.quantile(times, 0.5)
     figure("podman kube play -> running p50", f"{p50 * 1000:.0f} ms")
     figure("  min / max", f"{times[0] * 1000:.0f} / {times[-1] * 1000:.0f} ms")
