@@ -220,6 +220,7 @@ class NodeBench:
         self.client: HTTPClient
         self.tracker: Tracker
         self._created_at = 0.0  # when the last create_and_wait sent its create
+        self._recording: pyspy.Recording | None = None  # stopped even if a phase fails
 
     async def run(self) -> None:
         busybox.write_busybox_archive(self.server.data_dir / "agent" / "images" / "busybox.tar")
@@ -235,6 +236,8 @@ class NodeBench:
             try:
                 await self.phases()
             finally:
+                if self._recording is not None:
+                    self._recording.stop()
                 await self.drain()
                 await self.tracker.stop()
         finally:
@@ -320,7 +323,7 @@ class NodeBench:
         figure("  server process", f"{own:.1f} s")
         figure("  its waited-for children (CNI, runc ...)", f"{children:.1f} s")
         figure("  container shims (+ their runc create)", f"{shims:.1f} s")
-        figure("  this benchmark (client and watch)", f"{bench:.1f} s")
+        figure("  this benchmark (client, watch, py-spy)", f"{bench:.1f} s")
         figure("  the rest of the machine", f"{busy - own - children - shims - bench:.1f} s")
 
     def memory(self, idle: float, seq: float, before: float, loaded: float, pods: int) -> None:
@@ -399,11 +402,14 @@ class NodeBench:
     def profile_start(self, name: str) -> pyspy.Recording | None:
         if self.args.profile is None:
             return None
-        return pyspy.Recording(self.server.pid, self.args.profile / f"node-{name}.txt")
+        output = self.args.profile / f"node-{name}.txt"
+        self._recording = pyspy.Recording(self.server.pid, output)
+        return self._recording
 
     def profile_stop(self, recording: pyspy.Recording | None) -> None:
         if recording is not None:
             recording.stop()
+            self._recording = None
             if recording.output.exists():
                 print(f"    py-spy of the server ({recording.output}):")
                 print(pyspy.summarize(recording.output, top=20))
