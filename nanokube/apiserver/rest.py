@@ -42,6 +42,13 @@ Objs = list[Obj]
 Filter = Callable[[Obj], bool]
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no look-alikes
+_GENERATE_ATTEMPTS = 8  # the first name and upstream's 7 retries
+
+
+def _generated(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
+
+
 _META_KEEP_ON_UPDATE = (
     "uid",
     "creationTimestamp",
@@ -199,7 +206,8 @@ class ResourceStore:
         self, kind: Kind, namespace: str, obj: Obj, opts: WriteOptions, warnings: Strings
     ) -> Obj:
         md = self._check_identity(kind, namespace, obj)
-        if not md.get("name"):
+        generated = not md.get("name")
+        if generated:
             generate = md.get("generateName")
             if not generate:
                 raise errors.invalid(
@@ -214,7 +222,7 @@ class ResourceStore:
                     ],
                     kind.group,
                 )
-            md["name"] = generate + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
+            md["name"] = _generated(generate)
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(field, None)
         md["uid"] = meta.new_uid()
@@ -231,10 +239,16 @@ class ResourceStore:
         await admission.on_create(self, kind, obj)
         if opts.dry_run:
             return obj
-        try:
-            kv = await self.store.create(kind.key(namespace, md["name"]), _encode(obj))
-        except KeyExistsError:
-            raise errors.already_exists(kind.plural, md["name"], kind.group) from None
+        # A generated name that is taken is drawn again, as upstream's
+        # RetryGenerateName does (5 random letters collide a few times in 10,000).
+        for attempt in range(_GENERATE_ATTEMPTS if generated else 1):
+            try:
+                kv = await self.store.create(kind.key(namespace, md["name"]), _encode(obj))
+                break
+            except KeyExistsError:
+                if attempt == (_GENERATE_ATTEMPTS if generated else 1) - 1:
+                    raise errors.already_exists(kind.plural, md["name"], kind.group) from None
+                md["name"] = _generated(md["generateName"])
         self._written(kv.mod_revision)
         md["resourceVersion"] = str(kv.mod_revision)
         return obj

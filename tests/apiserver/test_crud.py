@@ -254,3 +254,14 @@ async def test_namespace_must_exist(client) -> None:
 async def test_namespace_mismatch_is_400(client) -> None:
     status, err = await client.post(CM, {"metadata": {"name": "x", "namespace": "other"}})
     assert status == 400
+
+
+async def test_generate_name_draws_again_when_taken(client, monkeypatch) -> None:
+    from nanokube.apiserver import rest
+
+    names = iter(["gen-aaaaa", "gen-aaaaa", "gen-bbbbb"])
+    monkeypatch.setattr(rest, "_generated", lambda prefix: next(names))
+    _, first = await client.post(CM, {"metadata": {"generateName": "gen-"}})
+    status, second = await client.post(CM, {"metadata": {"generateName": "gen-"}})
+    assert first["metadata"]["name"] == "gen-aaaaa"
+    assert status == 201 and second["metadata"]["name"] == "gen-bbbbb"
