@@ -44,9 +44,11 @@ async def resolve_priority(resources: ResourceStore, pod: Obj) -> None:
     """Set `spec.priority` (and `priorityClassName`, `preemptionPolicy`) of a pod being created."""
     spec = pod.setdefault("spec", {})
     name = spec.get("priorityClassName") or ""
-    await resources.fresh()
     if name:
         pc = resources.cache.get(PRIORITY_CLASS.key("", name))
+        if pc is None:
+            await resources.fresh()  # perhaps created a moment ago
+            pc = resources.cache.get(PRIORITY_CLASS.key("", name))
         if pc is None and name in SYSTEM_PRIORITY_CLASSES:
             pc = {
                 "value": SYSTEM_PRIORITY_CLASSES[name],
