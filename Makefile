@@ -2,16 +2,24 @@
 # they need first (apt packages, .venv, pip install), idempotently.
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := python3-venv ca-certificates runc containernetworking-plugins busybox-static iproute2 util-linux iptables docker-registry zstd
+APT_PACKAGES := python3-venv ca-certificates runc containernetworking-plugins busybox-static iproute2 util-linux iptables docker-registry zstd etcd-server
+# Only the benchmarks compare with podman.
+BENCH_PACKAGES := podman
 STAMP := $(VENV)/.installed
+
+# Install those of the Debian packages $(1) that are missing; `apt-get update`
+# only then (a fresh machine has no package lists), so repeated runs stay fast.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+endef
 
 .PHONY: setup run test lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(call apt_install,$(APT_PACKAGES))
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -29,6 +37,7 @@ test: setup lint
 	$(VENV)/bin/pytest -q
 
 bench: setup
+	$(call apt_install,$(BENCH_PACKAGES))
 	$(PY) -m bench
 
 clean:
