@@ -7,11 +7,11 @@ container by name, newest attempt first, then calls the runtime:
 
 - logs: the container's CRI log file (`ContainerStatus.log_path`); `previous`
   is the file of the attempt before the newest one;
-- exec: `Runtime.exec` (terminal resizes are not passed on: the runtime's
-  exec has no resize channel);
+- exec: `Runtime.exec`, terminal resizes passed on as (width, height);
 - port-forward: a TCP connection to the pod IP (to 127.0.0.1 for a
   `hostNetwork` pod), which the pod's namespace routes like any client's;
-- attach: not supported by the runtime (BadRequest with that message).
+- attach: `Runtime.attach` to the newest attempt, which must be running (kubectl
+  falls back to the logs when a `run -it` container has already exited).
 """
 
 from __future__ import annotations
@@ -72,7 +72,13 @@ class RuntimeStreaming:
         if newest.state != "running":
             raise errors.BadRequest(f"container {container} is not running (state: {newest.state})")
         return await self.runtime.exec(
-            newest.id, cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr
+            newest.id,
+            cmd,
+            tty=tty,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            resize=_sizes(resize),
         )
 
     async def attach(
@@ -86,7 +92,12 @@ class RuntimeStreaming:
         stderr: OutputSink | None,
         resize: AsyncIterator[TerminalSize] | None,
     ) -> None:
-        raise errors.BadRequest("attach is not supported by the nanokube runtime yet")
+        newest = (await self._containers(pod, container))[0]
+        if newest.state != "running":
+            raise errors.BadRequest(f"container {container} is not running (state: {newest.state})")
+        await self.runtime.attach(
+            newest.id, stdin=stdin, stdout=stdout, stderr=stderr, resize=_sizes(resize)
+        )
 
     async def log_path(self, pod: PodRef, container: str, previous: bool) -> Path:
         runs = await self._containers(pod, container)
@@ -117,3 +128,15 @@ class RuntimeStreaming:
             return await asyncio.open_connection(host, port)
         except OSError as e:
             raise errors.StatusError(f"error forwarding port {port} to pod {pod.name}: {e}") from e
+
+
+def _sizes(resize: AsyncIterator[TerminalSize] | None) -> AsyncIterator[tuple[int, int]] | None:
+    """The runtime's (width, height) view of the streaming server's resize events."""
+    if resize is None:
+        return None
+
+    async def sizes(source: AsyncIterator[TerminalSize]) -> AsyncIterator[tuple[int, int]]:
+        async for size in source:
+            yield size.width, size.height
+
+    return sizes(resize)

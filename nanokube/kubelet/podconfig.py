@@ -424,6 +424,7 @@ def container_config(
         security=security(pod, container),
         tty=bool(container.get("tty")),
         stdin=bool(container.get("stdin")),
+        stdin_once=bool(container.get("stdinOnce")),
         attempt=attempt,
         labels={
             LABEL_POD_NAME: md["name"],

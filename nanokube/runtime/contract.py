@@ -148,6 +148,8 @@ class ContainerConfig:
     security: SecurityContext = field(default_factory=SecurityContext)
     tty: bool = False
     stdin: bool = False
+    stdin_once: bool = False
+    """Close the container's stdin when the first attach session that wrote to it ends."""
     attempt: int = 0
     """The restart count; the log file is ``<attempt>.log``."""
     log_path: str = ""
@@ -232,8 +234,23 @@ class Runtime(Protocol):
         stdin: AsyncIterator[bytes] | None = None,
         stdout: OutputSink | None = None,
         stderr: OutputSink | None = None,
+        resize: AsyncIterator[tuple[int, int]] | None = None,
     ) -> int:
-        """Run `cmd` in the container, streaming its I/O; returns its exit code."""
+        """Run `cmd` in the container, streaming its I/O; returns its exit code.
+        `resize` yields (width, height) terminal sizes, applied when `tty`."""
+
+    async def attach(
+        self,
+        container_id: str,
+        *,
+        stdin: AsyncIterator[bytes] | None = None,
+        stdout: OutputSink | None = None,
+        stderr: OutputSink | None = None,
+        resize: AsyncIterator[tuple[int, int]] | None = None,
+    ) -> None:
+        """Stream a running container's output from now on and feed its stdin (when its
+        config has `stdin`); returns when the container's output ends or the attacher's
+        stdin and output are done. A tty container's output is all on `stdout`."""
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult:
         """Run `cmd` and collect its output (exec probes); exit code -1 on timeout."""

@@ -3,7 +3,7 @@ real runc containers (the `node_cluster` fixture: busybox imported from an archi
 
 Aspects: a pod's containers share the network and an emptyDir; logs (follow, tail,
 container, previous); an interactive exec on a pty with its exit code; cp in and
-out; port-forward; top; the OOM killer and CrashLoopBackOff; liveness and
+out; attach to a stdin container and `run -it --rm`; port-forward; top; the OOM killer and CrashLoopBackOff; liveness and
 readiness probes; preStop hooks and graceful deletion; kill -9 of the server
 leaves containers running and the restarted agent re-adopts them; a Deployment
 of 20 replicas; image import and a pull from a loopback registry; a missing image
@@ -17,14 +17,17 @@ agent's back-off starts at 10 s, as upstream's, which bounds the restart tests.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import pty
 import re
 import select
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -196,13 +199,19 @@ READINESS = pod(
     ],
 )
 
+ATTACH = pod(
+    "attach",
+    [{"name": "cat", "command": ["cat"], "stdin": True, "stdinOnce": True}],
+    restartPolicy="Never",
+)
+
 
 @pytest.fixture(scope="module")
 def pods(node_cluster: Cluster) -> Iterator[Cluster]:
     """The shared pods, created together; the cluster they run on."""
     c = node_cluster
     c.kubectl("create", "namespace", NS)
-    apply(c, WEB, OOM, LIVENESS, READINESS)
+    apply(c, WEB, OOM, LIVENESS, READINESS, ATTACH)
     yield c
     c.kubectl("delete", "namespace", NS, "--wait=false", check=False)
 
@@ -366,6 +375,85 @@ def test_exec_interactive_on_a_pty(pods: Cluster) -> None:
     # Without a terminal the exit code comes back too.
     done = c.kubectl("exec", "web", "-n", NS, "-c", "app", "--", "sh", "-c", "exit 5", check=False)
     assert done.returncode == 5 and "command terminated with exit code 5" in done.stderr, done
+
+
+def on_pty(
+    argv: list[str],
+    env: dict[str, str],
+    reply: tuple[bytes, bytes] = (b"", b""),
+    timeout: float = 60,
+) -> tuple[str, int]:
+    """Run `argv` on a pty's slave side until it exits: (output, exit code). `reply`:
+    when its first part shows in the output, type its second part once."""
+    pid, fd = pty.fork()
+    if pid == 0:  # a terminal of 33 rows and 101 columns, which kubectl passes on
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        os.execve(argv[0], argv, env)
+    output = b""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the slave side closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if reply[1] and reply[0] in output:
+                os.write(fd, reply[1])
+                reply = (b"", b"")
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return output.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+
+def test_attach_feeds_stdin_of_a_stdin_container(pods: Cluster) -> None:
+    c = pods
+    wait_running(c, "attach")
+    done = c.kubectl("attach", "-i", "attach", "-n", NS, "-c", "cat", input="hello attach\n")
+    assert "hello attach" in done.stdout, done
+    # stdinOnce: the end of the session's stdin is cat's end of input
+    wait_for(
+        "cat to exit",
+        lambda: container_status(get_pod(c, "attach"), "cat").get("state", {}).get("terminated"),
+    )
+
+
+def test_run_it_rm_prints_the_output(pods: Cluster) -> None:
+    c = pods
+    argv = c.kubectl_argv(
+        "run", "-it", "--rm", "-n", NS, f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent",
+        "--restart=Never", "t", "--", "sh", "-c", "echo hi",
+    )  # fmt: skip
+    text, code = on_pty(argv, c.kubectl_env())
+    assert re.search(r"^hi\r*$", text, re.M), text
+    assert code == 0, text
+    wait_for(
+        "pod t deleted",
+        lambda: (
+            "t"
+            not in c.kubectl("get", "pods", "-n", NS, "-o", "name")
+            .stdout.replace("pod/", " ")
+            .split()
+        ),
+    )
+
+
+def test_run_it_attaches_to_a_shell(pods: Cluster) -> None:
+    c = pods
+    argv = c.kubectl_argv(
+        "run", "-it", "--rm", "-n", NS, f"--image={BUSYBOX}", "--image-pull-policy=IfNotPresent",
+        "--restart=Never", "shell", "--", "sh",
+    )  # fmt: skip
+    typed = b"echo hi-$((1+1)); stty size; exit 3\r"
+    text, code = on_pty(argv, c.kubectl_env(), reply=(b"try pressing enter", typed))
+    assert re.search(r"^hi-2\r*$", text, re.M), text
+    assert re.search(r"^33 101\r*$", text, re.M), text  # the resize reached the pod's tty
+    assert code == 3, text
 
 
 def test_cp_in_and_out_byte_identical(pods: Cluster, tmp_path: Path) -> None:

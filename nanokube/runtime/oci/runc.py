@@ -7,15 +7,21 @@ to the shim from the start.
 seccomp) with new args. For a tty the agent hands runc the slave side of a pty of its
 own: runc then allocates the container-side pty and copies between the two, and the
 agent reads and writes the master. runc exits with the exec'd process's exit code.
+A terminal resize is set on that master (``TIOCSWINSZ``) and runc is sent ``SIGWINCH``,
+on which it copies its own terminal's size to the container's pty (the agent's pty is
+not runc's controlling terminal, so the kernel would not signal it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
+import struct
+import termios
 from collections.abc import AsyncIterator
 
 from nanokube.runtime.contract import OutputSink, RuntimeFailure
@@ -55,10 +61,11 @@ class Runc:
         stdin: AsyncIterator[bytes] | None,
         stdout: OutputSink | None,
         stderr: OutputSink | None,
+        resize: AsyncIterator[tuple[int, int]] | None = None,
     ) -> int:
         argv = self.argv("exec", *(["-t"] if tty else []), container_id, *cmd)
         if tty:
-            return await self._exec_tty(argv, stdin, stdout)
+            return await self._exec_tty(argv, stdin, stdout, resize)
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
@@ -81,7 +88,11 @@ class Runc:
         return status
 
     async def _exec_tty(
-        self, argv: list[str], stdin: AsyncIterator[bytes] | None, stdout: OutputSink | None
+        self,
+        argv: list[str],
+        stdin: AsyncIterator[bytes] | None,
+        stdout: OutputSink | None,
+        resize: AsyncIterator[tuple[int, int]] | None,
     ) -> int:
         master, slave = os.openpty()
         try:
@@ -112,9 +123,11 @@ class Runc:
 
         loop.add_reader(master, readable)
         delivery = loop.create_task(deliver())
-        feeder = None
+        helpers = []
         if stdin is not None:
-            feeder = loop.create_task(_feed_fd(stdin, master))
+            helpers.append(loop.create_task(_feed_fd(stdin, master)))
+        if resize is not None:
+            helpers.append(loop.create_task(_resize(resize, master, proc)))
         try:
             status = await proc.wait()
             with contextlib.suppress(TimeoutError):
@@ -123,8 +136,8 @@ class Runc:
             _forward_then_kill(proc)
             raise
         finally:
-            if feeder is not None:
-                feeder.cancel()
+            for helper in helpers:
+                helper.cancel()
             delivery.cancel()
             loop.remove_reader(master)
             os.close(master)
@@ -157,6 +170,20 @@ async def _feed_fd(source: AsyncIterator[bytes], fd: int) -> None:
                 await asyncio.sleep(0.01)
             except OSError:
                 return
+
+
+async def _resize(
+    sizes: AsyncIterator[tuple[int, int]], master: int, proc: asyncio.subprocess.Process
+) -> None:
+    async for width, height in sizes:
+        size = struct.pack("HHHH", height, width, 0, 0)
+        try:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+        except OSError:  # the exec ended
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGWINCH)
 
 
 def _forward_then_kill(proc: asyncio.subprocess.Process) -> None:

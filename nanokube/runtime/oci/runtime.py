@@ -43,7 +43,7 @@ from nanokube.runtime.contract import (
     SandboxConfig,
     SandboxStatus,
 )
-from nanokube.runtime.oci import cgroups, linux, records, sandbox, shim, spec
+from nanokube.runtime.oci import attach, cgroups, linux, records, sandbox, shim, spec
 from nanokube.runtime.oci.records import ContainerRecord, SandboxRecord
 from nanokube.runtime.oci.runc import Runc
 
@@ -224,6 +224,9 @@ class OCIRuntime:
             "exit_file": os.path.join(bundle, "exit.json"),
             "log_path": rec.log_path,
             "tty": "1" if rec.config.tty else "0",
+            "stdin": "1" if rec.config.stdin else "0",
+            "stdin_once": "1" if rec.config.stdin_once else "0",
+            "attach_socket": os.path.join(bundle, "attach.sock"),
             "console_socket": os.path.join(bundle, "console.sock"),
             "oom_control": cgroups.oom_control(rec.cgroups_path),
         }
@@ -341,13 +344,39 @@ class OCIRuntime:
         stdin: AsyncIterator[bytes] | None = None,
         stdout: OutputSink | None = None,
         stderr: OutputSink | None = None,
+        resize: AsyncIterator[tuple[int, int]] | None = None,
     ) -> int:
         status = await self.container_status(container_id)
         if status.state != "running":
             raise RuntimeFailure(f"container {container_id} is not running ({status.state})")
         return await self.runc.exec(
-            container_id, cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr
+            container_id, cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr, resize=resize
         )
+
+    async def attach(
+        self,
+        container_id: str,
+        *,
+        stdin: AsyncIterator[bytes] | None = None,
+        stdout: OutputSink | None = None,
+        stderr: OutputSink | None = None,
+        resize: AsyncIterator[tuple[int, int]] | None = None,
+    ) -> None:
+        status = await self.container_status(container_id)
+        if status.state != "running":
+            raise RuntimeFailure(f"container {container_id} is not running ({status.state})")
+        try:
+            # through the bundle dir's fd: a unix socket path is limited to 108 bytes
+            bundle = os.open(os.path.join(self._containers, container_id), os.O_PATH)
+            try:
+                reader, writer = await asyncio.open_unix_connection(
+                    f"/proc/self/fd/{bundle}/attach.sock"
+                )
+            finally:
+                os.close(bundle)
+        except OSError as e:
+            raise RuntimeFailure(f"cannot attach to container {container_id}: {e}") from e
+        await attach.stream(reader, writer, stdin, stdout, stderr, resize)
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult:
         out: list[bytes] = []
