@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import socket
 from typing import Any
 
 import aiohttp
 import orjson
+from support import free_port
 
 from nanokube.apiserver.server import APIServerConfig, start
 from nanokube.storage.memory import MemoryStore
@@ -450,12 +450,6 @@ async def test_terminating_crd_waits_for_object_finalizers(client) -> None:
         return status == 404
 
     assert await eventually(gone)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_crds_served_again_after_restart() -> None:

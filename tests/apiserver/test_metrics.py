@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from support import free_port
 
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_node import NODE
@@ -33,13 +33,6 @@ from nanokube.storage.memory import MemoryStore
 
 Obj = dict[str, Any]
 AGG = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Figures:

@@ -34,6 +34,7 @@ from nanokube.storage.memory import MemoryStore
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "kubelet"))
 from fake_streaming_backend import FakeBackend, echo_server  # noqa: E402
+from support import free_port
 
 KUBECTL = Path("/usr/bin/kubectl")
 TIMEOUT = 30.0
@@ -41,14 +42,6 @@ TIMEOUT = 30.0
 pytestmark = pytest.mark.skipif(
     not KUBECTL.exists(), reason="needs the real kubectl at /usr/bin/kubectl"
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

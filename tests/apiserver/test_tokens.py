@@ -13,7 +13,6 @@ bad tokens.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import stat
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support import free_port
 
 from nanokube.api import errors
 from nanokube.apiserver import server as apiserver
@@ -36,13 +36,6 @@ from nanokube.cli import certs
 from nanokube.storage.memory import MemoryStore
 
 HASH = "ab" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- format and file ----------------------------------------------------------------

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import ssl
 import stat
 import subprocess
@@ -27,6 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 from cryptography import x509
+from support import free_port
 
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_node import NODE
@@ -46,13 +46,6 @@ from nanokube.kubelet.volumes import unmount_below
 from nanokube.storage.memory import MemoryStore
 
 Obj = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Cluster:

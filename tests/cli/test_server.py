@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import free_port
 
 from nanokube.cli import server
 from nanokube.storage.memory import MemoryStore
@@ -76,12 +77,6 @@ async def test_open_store_sqlite_lives_in_the_data_dir(tmp_path: Path) -> None:
 
 
 # --- the real server process ------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def die_with_parent() -> None:

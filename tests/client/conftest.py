@@ -6,45 +6,14 @@ behaviour test runs against both and they cannot drift apart.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from client_support import in_process, start_server
 
-from nanokube.api.kinds import Kind
-from nanokube.apiserver import patching
-from nanokube.apiserver.server import APIServer, APIServerConfig, start
-from nanokube.client import kinds
+from nanokube.apiserver.server import APIServer
 from nanokube.client.http import HTTPClient
-from nanokube.client.inprocess import InProcessClient
 from nanokube.client.interface import Client
-from nanokube.storage.memory import MemoryStore
-
-CONFIG_MAP = kinds.by_kind("v1", "ConfigMap")
-POD = kinds.by_kind("v1", "Pod")
-EVENT = kinds.by_kind("v1", "Event")
-NAMESPACE = kinds.by_kind("v1", "Namespace")
-# Leases are declared by the resources work; until then a minimal declaration
-# (validated by the Kubernetes schema all the same) stands in.
-LEASE = kinds.by_kind("coordination.k8s.io/v1", "Lease") or Kind(
-    group="coordination.k8s.io", version="v1", kind="Lease", plural="leases", namespaced=True
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def start_server(**config: object) -> tuple[APIServer, object]:
-    srv, runner = await start(
-        APIServerConfig(store=MemoryStore(), port=free_port(), **config)  # type: ignore[arg-type]
-    )
-    if srv.registry.by_kind(LEASE.api_version, LEASE.kind) is None:
-        srv.registry.add(LEASE)
-    return srv, runner
 
 
 @pytest.fixture
@@ -55,10 +24,6 @@ async def server() -> AsyncIterator[APIServer]:
     finally:
         await srv.cache.stop()
         await runner.cleanup()  # type: ignore[attr-defined]
-
-
-def in_process(server: APIServer) -> InProcessClient:
-    return InProcessClient(server.resources, patching.patch)
 
 
 @pytest.fixture

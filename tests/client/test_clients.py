@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 
 import pytest
-from conftest import CONFIG_MAP, NAMESPACE, POD
+from client_support import CONFIG_MAP, NAMESPACE, POD
 
 from nanokube.api import errors
 from nanokube.client.interface import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Client

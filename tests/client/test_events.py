@@ -4,7 +4,7 @@ and recording that never blocks or raises."""
 
 from __future__ import annotations
 
-from conftest import CONFIG_MAP, EVENT
+from client_support import CONFIG_MAP, EVENT
 
 from nanokube.client.events import EventRecorder
 from nanokube.client.interface import Client

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG_MAP, start_server
+from client_support import CONFIG_MAP, start_server
 
 from nanokube.api import errors
 from nanokube.api.errors import Cause

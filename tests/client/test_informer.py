@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from conftest import CONFIG_MAP, POD
+from client_support import CONFIG_MAP, POD
 
 from nanokube.client.cache import by_node_name
 from nanokube.client.informer import Informer, SharedInformerFactory

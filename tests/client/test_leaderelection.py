@@ -10,7 +10,7 @@ import contextlib
 import re
 
 import pytest
-from conftest import LEASE, in_process
+from client_support import LEASE, in_process
 
 from nanokube.client.interface import Client
 from nanokube.client.leaderelection import LeaderElectionConfig, LeaderElector

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from controller_harness import Kubelet
+from support import free_port
 
 from nanokube.apiserver import patching
 from nanokube.apiserver.server import APIServer, APIServerConfig, start
@@ -16,13 +16,6 @@ from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.inprocess import InProcessClient
 from nanokube.client.interface import Client
 from nanokube.storage.memory import MemoryStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

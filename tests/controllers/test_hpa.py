@@ -16,7 +16,6 @@ metrics API. Time is the controller's injected clock, moved by the tests.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from controller_harness import eventually
+from support import free_port
 
 from nanokube.api.resources.apps import DEPLOYMENT
 from nanokube.api.resources.core import POD
@@ -48,13 +48,6 @@ Obj = dict[str, Any]
 LABELS = {"app": "web"}
 LONG_AGO = "2020-01-01T00:00:00Z"
 KEY = "default/web"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

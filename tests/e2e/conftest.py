@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 KUBECTL = Path("/usr/bin/kubectl")
 START_TIMEOUT = 30.0
@@ -256,13 +256,6 @@ def die_with_parent() -> None:
     """In the child before exec: SIGKILL it if pytest dies, so no server outlives a killed run."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_cluster(

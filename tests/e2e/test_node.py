@@ -23,7 +23,6 @@ import os
 import pty
 import re
 import select
-import socket
 import struct
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import free_port
 
 Cluster = Any  # tests/e2e/conftest.py's Cluster
 
@@ -46,12 +46,6 @@ Obj = dict[str, Any]
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def runc_list(c: Cluster) -> list[Obj]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import free_port
 
 from nanokube.api import errors
 from nanokube.api.resources.core import POD
@@ -61,13 +61,6 @@ def missing_requirement() -> str | None:
     if not os.path.isdir("/sys/fs/cgroup/memory"):
         return "kubelet tests need the cgroup v1 memory controller at /sys/fs/cgroup/memory"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def make_runtime(base: Path, owner: int = 0) -> OCIRuntime:

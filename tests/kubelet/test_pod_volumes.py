@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import free_port
 
 from nanokube.api.resources.core import CONFIG_MAP, SECRET
 from nanokube.api.resources.core_storage import PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM
@@ -33,13 +34,6 @@ from nanokube.storage.memory import MemoryStore
 Obj = dict[str, Any]
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="tmpfs mounts need root")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from kubelet_harness import (  # noqa: F401  (fixtures)
     busybox_rootfs,
     condition,
     container_status,
-    free_port,
     node,
 )
+from support import free_port
 
 from nanokube.kubelet import probes
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from support import eventually
 
 from nanokube.api.resources.core import POD
 from nanokube.api.resources.core_node import NODE
 from nanokube.api.resources.groups import LEASE
-from nanokube.apiserver import binding, patching
-from nanokube.apiserver.server import APIServer, APIServerConfig, start
 from nanokube.client.informer import SharedInformerFactory
 from nanokube.client.inprocess import InProcessClient
 from nanokube.controllers.nodeipam import NodeIPAMController
@@ -35,45 +33,9 @@ from nanokube.kubelet.simulated import (
     run_simulated_nodes,
     usage,
 )
-from nanokube.storage.memory import MemoryStore
 
 Obj = dict[str, Any]
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 10.0) -> T:
-    """Poll `check` until it returns something truthy (returned)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"{check} still returned {result!r}")
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    srv, runner = await start(APIServerConfig(store=MemoryStore(), port=free_port()))
-    try:
-        yield srv
-    finally:
-        await srv.cache.stop()
-        await runner.cleanup()
-
-
-@pytest.fixture
-def client(server: APIServer) -> InProcessClient:
-    return InProcessClient(server.resources, patching.patch, {("pods", "binding"): binding.bind})
 
 
 @contextlib.asynccontextmanager

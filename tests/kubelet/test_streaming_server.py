@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,16 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 from fake_streaming_backend import FakeBackend, echo_server
+from support import free_port
 
 from nanokube.cli import certs
 from nanokube.kubelet.streaming import server, spdy, websocket
 from nanokube.kubelet.streaming.portforward import PROTOCOL as PORTFORWARD
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

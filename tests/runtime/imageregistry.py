@@ -10,7 +10,6 @@ import contextlib
 import ctypes
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,14 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiohttp import ClientSession, web
+from support import free_port
 
 BINARY = "docker-registry"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sched_helpers import free_port
+from support import free_port
 
 from nanokube.apiserver import binding, patching
 from nanokube.apiserver.server import APIServer, APIServerConfig, start

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,13 +23,6 @@ POD = _kind("v1", "Pod")
 NODE = _kind("v1", "Node")
 EVENT = _kind("v1", "Event")
 PRIORITY_CLASS = _kind("scheduling.k8s.io/v1", "PriorityClass")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def make_node(
