@@ -156,7 +156,7 @@ async def test_orphaned_sandboxes_are_removed_at_start(node: Node):
 AGENT = """
 import asyncio, json, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], str(Path(sys.argv[1]).parent)]  # the harness and tests/support.py
 from kubelet_harness import IMAGE, make_runtime
 from nanokube.client.http import HTTPClient
 from nanokube.kubelet.kubelet import Kubelet, KubeletConfig
